@@ -1,0 +1,85 @@
+"""What one replica occupies: a shape.
+
+Three kinds, written the same way in configuration, the CLI and decisions:
+
+    H100-80GB            one whole GPU                      (kind "gpu", gpus=1)
+    4xH100-80GB          a gang of 4 whole GPUs on one node (kind "gpu", gpus=4; tensor parallel)
+    H100-80GB/3g.40gb    one MIG instance of that profile   (kind "mig")
+    0.25xH100-80GB       a quarter share of one GPU         (kind "fraction"; Ray `num_gpus: 0.25`, time-slicing)
+
+Parsing checks the syntax only; whether the GPU type and MIG profile exist is the catalog's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ShapeKind(StrEnum):
+    GPU = "gpu"
+    MIG = "mig"
+    FRACTION = "fraction"
+
+
+_SHAPE_RE = re.compile(r"^(?:(?P<count>[0-9]*\.?[0-9]+)x)?(?P<gpu>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:/(?P<mig>[^/\s]+))?$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Shape:
+    """One replica's accelerator shape. Immutable and hashable: used as a dict key everywhere."""
+
+    gpu_type: str
+    kind: ShapeKind = ShapeKind.GPU
+    gpus: int = 1
+    mig_profile: str | None = None
+    fraction: float = 1.0
+
+    def __str__(self) -> str:
+        if self.kind is ShapeKind.MIG:
+            return f"{self.gpu_type}/{self.mig_profile}"
+        if self.kind is ShapeKind.FRACTION:
+            return f"{self.fraction:g}x{self.gpu_type}"
+        return self.gpu_type if self.gpus == 1 else f"{self.gpus}x{self.gpu_type}"
+
+    @property
+    def is_gang(self) -> bool:
+        """True when the replica needs several whole GPUs at once (they must land on one node)."""
+        return self.kind is ShapeKind.GPU and self.gpus > 1
+
+    def with_gpu_type(self, gpu_type: str) -> Shape:
+        """The same shape on another (canonical) GPU type name."""
+        return Shape(gpu_type, self.kind, self.gpus, self.mig_profile, self.fraction)
+
+
+def parse_shape(text: str) -> Shape:
+    """Parse a shape string; raise ValueError saying what is wrong.
+
+    >>> str(parse_shape("4xH100-80GB")), str(parse_shape("0.5xL4")), str(parse_shape("A100-80GB/3g.40gb"))
+    ('4xH100-80GB', '0.5xL4', 'A100-80GB/3g.40gb')
+    """
+    match = _SHAPE_RE.match(text.strip())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a shape: write GPU, NxGPU (gang of N GPUs), GPU/PROFILE (MIG) or FxGPU (0<F<1)"
+        )
+    gpu = match["gpu"]
+    mig = match["mig"]
+    count_text = match["count"]
+    if mig is not None:
+        if count_text is not None:
+            raise ValueError(f"{text!r}: a MIG shape is one instance; drop the count")
+        if not re.fullmatch(r"\d+g\.\d+gb(\+me)?", mig):
+            raise ValueError(f"{text!r}: {mig!r} is not a MIG profile name like 3g.40gb")
+        return Shape(gpu, ShapeKind.MIG, 1, mig, 1.0)
+    if count_text is None:
+        return Shape(gpu)
+    count = float(count_text)
+    if count >= 1:
+        if count != int(count):
+            raise ValueError(f"{text!r}: a gang takes a whole number of GPUs, not {count_text}")
+        return Shape(gpu, ShapeKind.GPU, int(count))
+    if count <= 0:
+        raise ValueError(f"{text!r}: a GPU share must be above 0")
+    return Shape(gpu, ShapeKind.FRACTION, 1, None, count)
