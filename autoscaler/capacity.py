@@ -9,14 +9,14 @@ running sequences. Each request holds a slot (and its KV tokens) from prefill to
 For a token mix of I prompt and O output tokens, with prefill time s = p(I) and utilisation rho = lambda * s:
 
 - TPOT: a decode step of b sequences takes t(b); prefills interleave, so a sequence's mean time per token is
-  tau = t(b) / (1 - rho) with b = lambda * (O - 1) * tau (Little's law), solved as a fixed point. Its p95 adds the
-  95th percentile of the Poisson number of prefills that interrupt one request's O - 1 steps.
+  tau = t(b) / (1 - rho) with b = lambda * (O - 1) * tau (Little's law), solved as a fixed point. Its quantile is
+  tau at the quantile of the arrival rate seen over the window of requests that share its steps.
 - TTFT: the prefill queue is an M/D/1 queue whose server takes "vacations" (decode steps) when idle, so its wait is
   the M/D/1 wait plus the residual of a decode step (Fuhrmann-Cooper decomposition); TTFT = wait + s. The M/D/1
   wait distribution comes from the Pollaczek-Khinchine series, solved on a grid; far in the tail the
   Cramer-Lundberg exponential asymptote takes over.
-- Concurrency: the slots in use are about Poisson with mean lambda * (s + (O - 1) * tau); the replica must have
-  slots for that mean plus 2.33 standard deviations (full slots for at most about 1 % of arrivals).
+- Concurrency: a request holds a slot for H = s + (O - 1) * tau; with c slots a request may wait for one
+  (Erlang C); that wait adds to the TTFT tail.
 
 capacity_at_slo is the highest lambda for which all three hold, by bisection (each condition grows with lambda).
 It agrees with the brute-force simulation of the same engine within 5 % (tests/unit/test_capacity_vs_sim.py).
@@ -31,7 +31,6 @@ from enum import StrEnum
 
 from autoscaler.perf import ReplicaProfile
 
-SLOT_HEADROOM_Z = 2.33  # one-sided 99 % normal quantile: full slots for at most ~1 % of arrivals
 _GRID_POINTS_PER_SERVICE = 24
 _MAX_GRID_POINTS = 3000
 
@@ -100,30 +99,100 @@ class Capacity:
     reason: str = ""
 
 
-def _poisson_quantile(mean: float, q: float) -> float:
-    """Smallest k with P(N <= k) >= q for N ~ Poisson(mean); normal approximation above mean 400."""
-    if mean <= 0:
+def _tpot_quantile(
+    profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, prefill_s: float, quantile: float
+) -> float:
+    """The quantile of one request's time per output token.
+
+    Its O - 1 decode steps are interrupted by prefills (they have priority): those already queued when its own
+    prefill ends (the M/D/1 number in system, L = rho + rho^2 / (2 (1 - rho))) and those of arrivals during its
+    steps (Poisson, mean m = lambda * (O - 1) * t(b)). Every arrival also stretches the request: its prefill
+    takes s, and its decoding makes every later step c * (O - 1) longer in all. So one extra arrival brings, on
+    average, rho_total = lambda * (s + c * (O - 1)) more: a branching process whose total has variance
+    seeds * rho_total / (1 - rho_total)^3 (+ the seeds' own variance times the squared mean progeny). The mean
+    time per token is the fixed point tau; the spread comes from the gamma distribution with that variance.
+    """
+    steps = mix.mean_output_tokens - 1
+    if steps <= 0:
         return 0.0
-    if mean > 400:
-        z = _normal_quantile(q)
-        return max(0.0, math.ceil(mean + z * math.sqrt(mean) - 0.5))
-    term = math.exp(-mean)
-    total = term
-    k = 0
-    while total < q:
-        k += 1
-        term *= mean / k
-        total += term
-    return float(k)
+    rho = arrival_rps * prefill_s
+    tau = _decode_fixed_point(profile, arrival_rps, mix, rho)
+    if tau is None:
+        return math.inf
+    context = mix.mean_input_tokens + mix.mean_output_tokens / 2
+    batch = arrival_rps * steps * tau
+    step_s = profile.decode_step_ms(max(batch, 1.0), context) / 1000.0
+    slope_s = (profile.decode_step_ms(batch + 1.0, context) - profile.decode_step_ms(batch, context)) / 1000.0
+    rho_total = rho + arrival_rps * slope_s * steps
+    if rho_total >= 1.0:
+        return math.inf
+    queued = rho + rho * rho / (2.0 * (1.0 - rho))
+    during = arrival_rps * steps * step_s
+    seeds_mean = queued + during
+    seeds_var = queued * (1.0 + queued) + during
+    progeny_mean = 1.0 / (1.0 - rho_total)
+    progeny_var = rho_total / (1.0 - rho_total) ** 3
+    count_mean = seeds_mean * progeny_mean
+    count_var = seeds_mean * progeny_var + seeds_var * progeny_mean**2
+    # Each counted arrival costs this request, on average, its prefill plus its share of longer steps.
+    cost_s = (prefill_s * rho + slope_s * steps * (rho_total - rho)) / max(rho_total, 1e-12)
+    spread = (_gamma_quantile(count_mean, count_var, quantile) - count_mean) * cost_s / steps
+    mean = tau + queued * prefill_s / steps
+    return mean + spread
+
+
+def _gamma_quantile(mean: float, variance: float, quantile: float) -> float:
+    """Quantile of a gamma distribution with this mean and variance (Wilson-Hilferty approximation)."""
+    if mean <= 0 or variance <= 0:
+        return 0.0
+    shape = mean * mean / variance
+    z = _normal_quantile(quantile)
+    cube = 1.0 - 1.0 / (9.0 * shape) + z / (3.0 * math.sqrt(shape))
+    return max(0.0, mean * cube**3)
 
 
 def _normal_quantile(q: float) -> float:
-    # Acklam's rational approximation is overkill; the quantiles used are fixed and few.
-    table = {0.5: 0.0, 0.9: 1.2816, 0.95: 1.6449, 0.99: 2.3263, 0.999: 3.0902}
-    return table.get(round(q, 3), 1.6449)
+    """Standard normal quantile (Acklam's rational approximation, relative error below 1.2e-9)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {q}")
+    a = (
+        -39.69683028665376,
+        220.9460984245205,
+        -275.9285104469687,
+        138.3577518672690,
+        -30.66479806614716,
+        2.506628277459239,
+    )
+    b = (-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572)
+    c = (
+        -0.007784894002430293,
+        -0.3223964580411365,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    )
+    d = (0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416)
+    low = 0.02425
+    if q < low:
+        r = math.sqrt(-2.0 * math.log(q))
+        return (((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) / (
+            (((d[0] * r + d[1]) * r + d[2]) * r + d[3]) * r + 1.0
+        )
+    if q > 1.0 - low:
+        return -_normal_quantile(1.0 - q)
+    r = q - 0.5
+    t = r * r
+    return (
+        (((((a[0] * t + a[1]) * t + a[2]) * t + a[3]) * t + a[4]) * t + a[5])
+        * r
+        / (((((b[0] * t + b[1]) * t + b[2]) * t + b[3]) * t + b[4]) * t + 1.0)
+    )
 
 
-def _decode_fixed_point(profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, rho: float) -> float | None:
+def _decode_fixed_point(
+    profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, rho: float
+) -> float | None:
     """Mean seconds per output token (tau) with prefill interruptions; None if decode cannot keep up."""
     steps = mix.mean_output_tokens - 1
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
@@ -214,13 +283,9 @@ def predict_latency(
     batch = arrival_rps * steps * tau
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
     step_s = profile.decode_step_ms(batch, context) / 1000.0 if batch > 0 else 0.0
-    if steps > 0:
-        interruptions = _poisson_quantile(arrival_rps * steps * tau, quantile)
-        tpot = step_s + interruptions * prefill_s / steps
-    else:
-        tpot = 0.0
+    tpot = _tpot_quantile(profile, arrival_rps, mix, prefill_s, quantile)
     slots_needed = arrival_rps * (prefill_s + steps * tau)
-    ttft = prefill_s + _quantile_of_wait(rho, prefill_s, step_s, quantile)
+    ttft = prefill_s + _quantile_of_wait(rho, prefill_s, step_s, quantile)  # the slot wait is left out here
     return LatencyEstimate(arrival_rps, True, ttft, tpot, batch, rho, slots_needed, slots)
 
 
@@ -251,19 +316,39 @@ def _violation(profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, slo: 
         return Binding.TPOT
     steps = max(mix.mean_output_tokens - 1, 0.0)
     slots = profile.max_concurrency(mix.tokens_per_request)
-    slots_mean = arrival_rps * (prefill_s + steps * tau)
-    if slots_mean + SLOT_HEADROOM_Z * math.sqrt(slots_mean) > slots:
+    holding_s = prefill_s + steps * tau
+    if arrival_rps * holding_s >= slots:
         return Binding.CONCURRENCY
     batch = arrival_rps * steps * tau
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
     step_s = profile.decode_step_ms(batch, context) / 1000.0 if batch > 0 else 0.0
-    if steps > 0:
-        interruptions = _poisson_quantile(arrival_rps * steps * tau, slo.quantile)
-        if step_s + interruptions * prefill_s / steps > slo.tpot_s:
-            return Binding.TPOT
-    if _md1_wait_plus_residual_cdf(rho, prefill_s, step_s, slo.ttft_s - prefill_s) < slo.quantile:
-        return Binding.TTFT
+    if _tpot_quantile(profile, arrival_rps, mix, prefill_s, slo.quantile) > slo.tpot_s:
+        return Binding.TPOT
+    slack = slo.ttft_s - prefill_s
+    prefill_tail = 1.0 - _md1_wait_plus_residual_cdf(rho, prefill_s, step_s, slack)
+    slot_tail = _slot_wait_tail(arrival_rps, holding_s, slots, slack)
+    if prefill_tail + slot_tail > 1.0 - slo.quantile:
+        return Binding.CONCURRENCY if slot_tail > prefill_tail else Binding.TTFT
     return None
+
+
+def _slot_wait_tail(arrival_rps: float, holding_s: float, slots: int, t: float) -> float:
+    """P(a request waits longer than t for a free slot), from the M/M/c queue.
+
+    Erlang C gives the chance to wait, and the wait's tail is exponential with rate (c - A) / H, where
+    A = lambda * H slots are busy on average. Holding times vary with the prefills that interrupt a request, so
+    the exponential-holding model fits the simulated engine better than the deterministic one (M/D/c).
+    """
+    offered = arrival_rps * holding_s
+    if offered <= 0:
+        return 0.0
+    if offered >= slots:
+        return 1.0
+    erlang_b = 1.0
+    for k in range(1, slots + 1):
+        erlang_b = offered * erlang_b / (k + offered * erlang_b)
+    erlang_c = erlang_b / (1.0 - (offered / slots) * (1.0 - erlang_b))
+    return erlang_c * math.exp(-(slots - offered) * max(t, 0.0) / holding_s)
 
 
 def capacity_at_slo(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix) -> Capacity:

@@ -271,7 +271,9 @@ def parse_catalog(data: Any, source: str) -> Catalog:
                 memory_gb=float(_require(raw, "memory_gb", where)),
                 memory_bandwidth_tb_per_s=float(_require(raw, "memory_bandwidth_tb_per_s", where)),
                 bf16_dense_tflops=float(_require(raw, "bf16_dense_tflops", where)),
-                fp8_dense_tflops=None if raw.get("fp8_dense_tflops") is None else float(raw["fp8_dense_tflops"]),
+                fp8_dense_tflops=None
+                if raw.get("fp8_dense_tflops") is None
+                else float(raw["fp8_dense_tflops"]),
                 interconnect=str(_require(raw, "interconnect", where)),
                 allreduce_step_ms=float(_require(raw, "allreduce_step_ms", where)),
                 spec_source=str(raw.get("spec_source", "")),

@@ -23,7 +23,9 @@ class ShapeKind(StrEnum):
     FRACTION = "fraction"
 
 
-_SHAPE_RE = re.compile(r"^(?:(?P<count>[0-9]*\.?[0-9]+)x)?(?P<gpu>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:/(?P<mig>[^/\s]+))?$")
+_SHAPE_RE = re.compile(
+    r"^(?:(?P<count>[0-9]*\.?[0-9]+)x)?(?P<gpu>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:/(?P<mig>[^/\s]+))?$"
+)
 
 
 @dataclass(frozen=True, slots=True, order=True)
