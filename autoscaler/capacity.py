@@ -190,9 +190,7 @@ def _normal_quantile(q: float) -> float:
     )
 
 
-def _decode_fixed_point(
-    profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, rho: float
-) -> float | None:
+def _decode_fixed_point(profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, rho: float) -> float | None:
     """Mean seconds per output token (tau) with prefill interruptions; None if decode cannot keep up."""
     steps = mix.mean_output_tokens - 1
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2

@@ -142,9 +142,7 @@ class Catalog:
         gpu = self.gpu(shape.gpu_type)
         assert gpu.mig is not None and shape.mig_profile is not None
         profile = gpu.mig_profile(shape.mig_profile)
-        return max(
-            profile.compute_slices / gpu.mig.compute_slices, profile.memory_slices / gpu.mig.memory_slices
-        )
+        return max(profile.compute_slices / gpu.mig.compute_slices, profile.memory_slices / gpu.mig.memory_slices)
 
     def check_mig_layout(self, gpu_name: str, profiles: Iterable[str]) -> MigLayoutCheck:
         """Say whether `profiles` (a multiset of names) can coexist on one GPU, and at which start slots.
@@ -167,9 +165,7 @@ class Catalog:
         for name, count in counts.items():
             limit = geometry.profiles[name].max_instances
             if count > limit:
-                return MigLayoutCheck(
-                    gpu.name, False, reason=f"{count} x {name}: at most {limit} per {gpu.name}"
-                )
+                return MigLayoutCheck(gpu.name, False, reason=f"{count} x {name}: at most {limit} per {gpu.name}")
         memory = sum(p.memory_slices for p in resolved)
         if memory > geometry.memory_slices:
             return MigLayoutCheck(
@@ -271,9 +267,7 @@ def parse_catalog(data: Any, source: str) -> Catalog:
                 memory_gb=float(_require(raw, "memory_gb", where)),
                 memory_bandwidth_tb_per_s=float(_require(raw, "memory_bandwidth_tb_per_s", where)),
                 bf16_dense_tflops=float(_require(raw, "bf16_dense_tflops", where)),
-                fp8_dense_tflops=None
-                if raw.get("fp8_dense_tflops") is None
-                else float(raw["fp8_dense_tflops"]),
+                fp8_dense_tflops=None if raw.get("fp8_dense_tflops") is None else float(raw["fp8_dense_tflops"]),
                 interconnect=str(_require(raw, "interconnect", where)),
                 allreduce_step_ms=float(_require(raw, "allreduce_step_ms", where)),
                 spec_source=str(raw.get("spec_source", "")),

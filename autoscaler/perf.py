@@ -188,11 +188,7 @@ class ReplicaProfile:
 
     def figures(self) -> dict[str, Figure]:
         """Every figure by name, for display and audit."""
-        return {
-            name: value
-            for name in self.__dataclass_fields__
-            if isinstance(value := getattr(self, name), Figure)
-        }
+        return {name: value for name in self.__dataclass_fields__ if isinstance(value := getattr(self, name), Figure)}
 
     @property
     def knee_batch(self) -> float:
@@ -268,16 +264,10 @@ def derive_whole_gpu_profile(
 
     anchor = facts.anchor(gpu.name, gpus, precision)
     if facts.is_mixture_of_experts:
-        base = _derived(
-            overhead_ms + active_read_ms, f"overhead + all-reduce + active weights / (eta_bw*BW), {label}"
-        )
-        base_all = _derived(
-            overhead_ms + weight_read_ms, f"overhead + all-reduce + all weights / (eta_bw*BW), {label}"
-        )
+        base = _derived(overhead_ms + active_read_ms, f"overhead + all-reduce + active weights / (eta_bw*BW), {label}")
+        base_all = _derived(overhead_ms + weight_read_ms, f"overhead + all-reduce + all weights / (eta_bw*BW), {label}")
     else:
-        base = _derived(
-            overhead_ms + weight_read_ms, f"overhead + all-reduce + weights / (eta_bw*BW), {label}"
-        )
+        base = _derived(overhead_ms + weight_read_ms, f"overhead + all-reduce + weights / (eta_bw*BW), {label}")
         base_all = base
     prefill = _derived(
         eta_prefill * flops * gpus / (2 * facts.params_active_b * 1e9),
@@ -285,9 +275,7 @@ def derive_whole_gpu_profile(
     )
     if anchor is not None and anchor.decode_base_ms is not None:
         if facts.is_mixture_of_experts:
-            base_all = base_all.scaled(
-                anchor.decode_base_ms.value / base.value, "scaled by the measured batch-1 step"
-            )
+            base_all = base_all.scaled(anchor.decode_base_ms.value / base.value, "scaled by the measured batch-1 step")
         base = anchor.decode_base_ms
         if not facts.is_mixture_of_experts:
             base_all = base
@@ -371,9 +359,7 @@ def derive_partial_gpu_profile(
         weight_read_ms=slower(whole.weight_read_ms, bandwidth_share, bw_note),
         decode_base_ms=base,
         decode_base_all_experts_ms=base_all,
-        decode_ms_per_seq_per_1k_context=slower(
-            whole.decode_ms_per_seq_per_1k_context, bandwidth_share, bw_note
-        ),
+        decode_ms_per_seq_per_1k_context=slower(whole.decode_ms_per_seq_per_1k_context, bandwidth_share, bw_note),
         decode_ms_per_token_compute=slower(whole.decode_ms_per_token_compute, compute_share, compute_note),
         prefill_tokens_per_s=whole.prefill_tokens_per_s.scaled(compute_share, compute_note),
     )
@@ -397,13 +383,9 @@ class ProfileBook:
     def facts(self, model: str) -> ModelFacts:
         return self.models[self.canonical_model(model)]
 
-    def profile(
-        self, model: str, shape: Shape, precision: Precision, min_kv_tokens: int = 0
-    ) -> ReplicaProfile:
+    def profile(self, model: str, shape: Shape, precision: Precision, min_kv_tokens: int = 0) -> ReplicaProfile:
         """The profile of `model` on `shape`; ShapeRejected says why the shape cannot serve the model."""
-        result = _profile_cached(
-            self, self.canonical_model(model), self.catalog.canonical_shape(shape), precision
-        )
+        result = _profile_cached(self, self.canonical_model(model), self.catalog.canonical_shape(shape), precision)
         kv = result.kv_capacity_tokens.value
         if kv < max(min_kv_tokens, 1):
             need_gb = min_kv_tokens * self.facts(model).kv_bytes_per_token() / 1e9

@@ -23,9 +23,7 @@ class ShapeKind(StrEnum):
     FRACTION = "fraction"
 
 
-_SHAPE_RE = re.compile(
-    r"^(?:(?P<count>[0-9]*\.?[0-9]+)x)?(?P<gpu>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:/(?P<mig>[^/\s]+))?$"
-)
+_SHAPE_RE = re.compile(r"^(?:(?P<count>[0-9]*\.?[0-9]+)x)?(?P<gpu>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:/(?P<mig>[^/\s]+))?$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -55,8 +53,11 @@ class Shape:
         return Shape(gpu_type, self.kind, self.gpus, self.mig_profile, self.fraction)
 
 
-def parse_shape(text: str) -> Shape:
+def parse_shape(text: str, default_gpus: int = 1) -> Shape:
     """Parse a shape string; raise ValueError saying what is wrong.
+
+    A whole-GPU shape written without a count (`H100-80GB`) takes `default_gpus` GPUs (a service's
+    tensor-parallel size).
 
     >>> str(parse_shape("4xH100-80GB")), str(parse_shape("0.5xL4")), str(parse_shape("A100-80GB/3g.40gb"))
     ('4xH100-80GB', '0.5xL4', 'A100-80GB/3g.40gb')
@@ -76,7 +77,7 @@ def parse_shape(text: str) -> Shape:
             raise ValueError(f"{text!r}: {mig!r} is not a MIG profile name like 3g.40gb")
         return Shape(gpu, ShapeKind.MIG, 1, mig, 1.0)
     if count_text is None:
-        return Shape(gpu)
+        return Shape(gpu, ShapeKind.GPU, default_gpus)
     count = float(count_text)
     if count >= 1:
         if count != int(count):

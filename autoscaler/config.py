@@ -1,0 +1,369 @@
+"""The user's configuration of a scenario: fleet, services, budget and policy (strict pydantic v2 models).
+
+Every model forbids unknown fields and is frozen; every field states its unit and why its default is what it
+is. Cross-field rules live in `model_validator(mode="after")` and name both fields and values. Rules that need the
+GPU catalog or the performance profiles (is this GPU type known, does this MIG profile exist, can any allowed
+shape hold the model) are checked by `check_scenario`, which reports in the same form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autoscaler.catalog import Catalog
+from autoscaler.datafiles import load_yaml
+from autoscaler.errors import ConfigError
+from autoscaler.perf import Precision, ProfileBook, ShapeRejected
+from autoscaler.shapes import Shape, ShapeKind, parse_shape
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+Quantile = Annotated[float, Field(gt=0, lt=1)]
+
+
+class Tier(StrEnum):
+    """Priority tier of a service: when money or GPUs run out, lower tiers give way first."""
+
+    CRITICAL = "critical"
+    STANDARD = "standard"
+    BEST_EFFORT = "best_effort"
+
+    @property
+    def rank(self) -> int:
+        """0 for the most important tier; larger gives way earlier."""
+        return list(Tier).index(self)
+
+
+class Mode(StrEnum):
+    OBSERVE = "observe"  # compute and log decisions
+    RECOMMEND = "recommend"  # also publish targets
+    APPLY = "apply"  # also actuate them
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodePool(_Strict):
+    """A group of identical GPU nodes that a cluster autoscaler (or a person) adds and removes."""
+
+    name: Name = Field(description="Pool name, unique in the fleet (a DNS label, as Kubernetes node pools use).")
+    gpu_type: str = Field(description="GPU type of every node, a catalog name or alias (`H100-80GB`, `L4`).")
+    gpus_per_node: int = Field(
+        ge=1, le=16, description="GPUs per node; a gang (tensor-parallel replica) must fit on one node."
+    )
+    min_nodes: int = Field(default=0, ge=0, description="Nodes the pool always keeps (nodes).")
+    max_nodes: int = Field(ge=1, description="Nodes the pool may grow to (nodes); bounds aggregate capacity.")
+    gpu_price_usd_per_h: float | None = Field(
+        default=None,
+        gt=0,
+        description="Price of one GPU-hour in USD; empty takes the catalog's dated default for the GPU type.",
+    )
+    mig_allowed: bool = Field(
+        default=False, description="Whether fleetscale may run MIG instances (and so re-partition GPUs) here."
+    )
+    fractional_allowed: bool = Field(
+        default=False,
+        description="Whether replicas may share a GPU by time-slicing (Ray `num_gpus` < 1); no memory isolation.",
+    )
+    node_provisioning_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="Seconds from asking for a node to its GPUs being schedulable; 80-120 s for a cloud GPU VM.",
+    )
+
+    @model_validator(mode="after")
+    def _nodes_ordered(self) -> Self:
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"min_nodes ({self.min_nodes}) must be <= max_nodes ({self.max_nodes})")
+        return self
+
+
+class Fleet(_Strict):
+    pools: list[NodePool] = Field(min_length=1, description="The node pools fleetscale may place replicas on.")
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> Self:
+        seen: set[str] = set()
+        for pool in self.pools:
+            if pool.name in seen:
+                raise ValueError(f"pool name {pool.name!r} is used twice")
+            seen.add(pool.name)
+        return self
+
+
+class ServiceSlo(_Strict):
+    """Latency objectives at the 95th percentile."""
+
+    ttft_p95_s: float = Field(gt=0, description="Time to first token, p95, in seconds.")
+    tpot_p95_s: float = Field(gt=0, description="Time per output token after the first, p95, in seconds.")
+
+
+class Service(_Strict):
+    """One model endpoint with its SLOs, priority, bounds and allowed accelerator shapes."""
+
+    name: Name = Field(description="Service name, unique in the scenario.")
+    model: str = Field(description="Model served; must have a performance profile in configs/profiles/.")
+    precision: Precision = Field(default=Precision.BF16, description="Weight precision (bf16 or fp8).")
+    slo: ServiceSlo
+    tier: Tier = Field(default=Tier.STANDARD, description="Priority tier; lower tiers give way first.")
+    min_replicas: int = Field(default=1, ge=0, description="Replicas always kept (0 lets the service scale to zero).")
+    max_replicas: int = Field(default=100, ge=1, description="Replicas never exceeded.")
+    allowed_shapes: list[str] = Field(
+        default_factory=list,
+        description="Shapes a replica may take (`H100-80GB`, `4xH100-80GB`, `H100-80GB/3g.40gb`, `0.5xL4`); "
+        "empty allows every shape the fleet offers that holds the model.",
+    )
+    tensor_parallel_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="GPUs per replica for whole-GPU shapes written without a count; empty means 1.",
+    )
+    mean_input_tokens: float = Field(
+        default=1000.0, gt=0, description="Prompt tokens per request, used until metrics say otherwise."
+    )
+    mean_output_tokens: float = Field(
+        default=200.0, gt=0, description="Output tokens per request, used until metrics say otherwise."
+    )
+    max_context_tokens: int = Field(
+        default=8192,
+        ge=1,
+        description="Longest request (prompt + output, tokens); a shape must hold its KV cache next to the weights.",
+    )
+    extra_startup_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds a new replica needs beyond the profile's engine start (image pull, sidecars).",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_and_shapes(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+        for text in self.allowed_shapes:
+            shape = parse_shape(text)  # ValueError names the text
+            if self.tensor_parallel_size not in (None, 1) and shape.kind is not ShapeKind.GPU:
+                raise ValueError(
+                    f"allowed_shapes ({text!r}) is a {shape.kind} shape, but tensor_parallel_size "
+                    f"({self.tensor_parallel_size}) needs whole GPUs"
+                )
+        return self
+
+    def shapes(self) -> list[Shape]:
+        """The allowed shapes, parsed, with `tensor_parallel_size` applied to bare whole-GPU shapes."""
+        return [parse_shape(text, self.tensor_parallel_size or 1) for text in self.allowed_shapes]
+
+
+class Budget(_Strict):
+    """Cost caps. With neither set the fleet is unbounded in money (still bounded by pools and max_replicas)."""
+
+    hard_usd_per_h: float | None = Field(
+        default=None, gt=0, description="Spend rate never exceeded except to keep min_replicas, USD per hour."
+    )
+    monthly_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Spend per calendar month, USD; the hourly cap becomes what is left divided by hours left.",
+    )
+
+
+def _default_quantiles() -> dict[Tier, float]:
+    return {Tier.CRITICAL: 0.99, Tier.STANDARD: 0.9, Tier.BEST_EFFORT: 0.5}
+
+
+class Policy(_Strict):
+    """How the control loop behaves: timing, forecast quantiles, stabilization and rate limits."""
+
+    mode: Mode = Field(default=Mode.RECOMMEND, description="observe, recommend (publish targets) or apply.")
+    tick_s: float = Field(default=15.0, gt=0, le=3600, description="Seconds between decisions (HPA syncs every 15).")
+    forecast_quantile: dict[Tier, Quantile] = Field(
+        default_factory=_default_quantiles,
+        description="Demand quantile each tier is sized for; higher buys headroom for bursts.",
+    )
+    budget_fallback_quantile: Quantile = Field(
+        default=0.5, description="Quantile a tier falls back to when the budget binds, before losing replicas."
+    )
+    scale_up_max_ratio: float = Field(
+        default=2.0, ge=1, description="A tick may at most multiply a service's replicas by this (HPA: 2)."
+    )
+    scale_up_min_step: int = Field(
+        default=4, ge=1, description="A tick may always add this many replicas, even from 0 or 1 (HPA: 4)."
+    )
+    scale_down_window_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds demand must stay low before replicas go: the highest recommendation of the window "
+        "wins (HPA's 300 s stabilization window).",
+    )
+    scale_down_max_step: int = Field(default=2, ge=1, description="Replicas removed at most per scale-down period.")
+    scale_down_period_s: float = Field(default=60.0, gt=0, description="Seconds of one scale-down period.")
+    metrics_max_age_s: float = Field(
+        default=60.0, gt=0, description="Metrics older than this are stale: the service holds."
+    )
+    shape_switch_min_savings_ratio: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="A service moves to a cheaper shape only if it saves at least this share of its cost "
+        "(a move costs a cold start).",
+    )
+
+    @field_validator("forecast_quantile")
+    @classmethod
+    def _every_tier(cls, value: dict[Tier, float]) -> dict[Tier, float]:
+        missing = [tier.value for tier in Tier if tier not in value]
+        if missing:
+            raise ValueError(f"needs a quantile for every tier; missing: {', '.join(missing)}")
+        return value
+
+
+class Scenario(_Strict):
+    """A whole configuration: what fleetscale manages and how."""
+
+    name: Name = Field(description="Scenario name.")
+    description: str = Field(default="", description="Free text for people.")
+    fleet: Fleet
+    services: list[Service] = Field(min_length=1)
+    budget: Budget = Field(default_factory=Budget)
+    policy: Policy = Field(default_factory=Policy)
+
+    @model_validator(mode="after")
+    def _unique_services(self) -> Self:
+        seen: set[str] = set()
+        for service in self.services:
+            if service.name in seen:
+                raise ValueError(f"service name {service.name!r} is used twice")
+            seen.add(service.name)
+        return self
+
+    def service(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a configuration file: where, the offending value, and what is wrong."""
+
+    path: str
+    value: Any
+    message: str
+
+    def format(self, source: str) -> str:
+        value = "" if self.value is _NO_VALUE else f" = {self.value!r}"
+        where = f"{self.path}{value}" if self.path else "(top level)"
+        return f"{source}: {where}: {self.message}"
+
+
+_NO_VALUE: Any = object()
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def issues_from_validation_error(exc: ValidationError) -> list[ConfigIssue]:
+    """One ConfigIssue per pydantic error, with the field path and the input value."""
+    issues = []
+    for error in exc.errors(include_url=False):
+        message = error["msg"].removeprefix("Value error, ")
+        value = error.get("input", _NO_VALUE)
+        if isinstance(value, dict | list):  # a whole sub-object: the message names the fields
+            value = _NO_VALUE
+        issues.append(ConfigIssue(_path(error["loc"]), value, message))
+    return issues
+
+
+def check_scenario(scenario: Scenario, catalog: Catalog, book: ProfileBook) -> list[ConfigIssue]:
+    """Rules that need the catalog and the profiles; every problem found, not only the first."""
+    issues: list[ConfigIssue] = []
+    pools_by_gpu: dict[str, list[NodePool]] = {}
+    for i, pool in enumerate(scenario.fleet.pools):
+        try:
+            gpu = catalog.gpu(pool.gpu_type)
+        except KeyError as exc:
+            issues.append(ConfigIssue(f"fleet.pools[{i}].gpu_type", pool.gpu_type, str(exc.args[0])))
+            continue
+        pools_by_gpu.setdefault(gpu.name, []).append(pool)
+        if pool.gpu_price_usd_per_h is None and gpu.price.usd_per_gpu_h is None:
+            issues.append(
+                ConfigIssue(
+                    f"fleet.pools[{i}].gpu_price_usd_per_h",
+                    None,
+                    f"the catalog has no default price for {gpu.name}; set one",
+                )
+            )
+        if pool.mig_allowed and gpu.mig is None:
+            issues.append(ConfigIssue(f"fleet.pools[{i}].mig_allowed", True, f"{gpu.name} does not support MIG"))
+    for i, service in enumerate(scenario.services):
+        where = f"services[{i}]"
+        try:
+            book.canonical_model(service.model)
+        except KeyError as exc:
+            issues.append(ConfigIssue(f"{where}.model", service.model, str(exc.args[0])))
+            continue
+        usable = 0
+        for j, (text, shape) in enumerate(zip(service.allowed_shapes, service.shapes(), strict=True)):
+            problem = _shape_problem(shape, catalog, pools_by_gpu)
+            if problem is not None:
+                issues.append(ConfigIssue(f"{where}.allowed_shapes[{j}]", text, problem))
+                continue
+            try:
+                book.profile(service.model, shape, service.precision, service.max_context_tokens)
+                usable += 1
+            except ShapeRejected as exc:
+                issues.append(ConfigIssue(f"{where}.allowed_shapes[{j}]", text, f"cannot hold {service.model}: {exc}"))
+        if service.allowed_shapes and usable == 0 and not any(i.path.startswith(where) for i in issues):
+            issues.append(ConfigIssue(f"{where}.allowed_shapes", _NO_VALUE, "no allowed shape can serve the model"))
+    return issues
+
+
+def _shape_problem(shape: Shape, catalog: Catalog, pools_by_gpu: dict[str, list[NodePool]]) -> str | None:
+    try:
+        canonical = catalog.canonical_shape(shape)
+    except KeyError as exc:
+        return str(exc.args[0])
+    pools = pools_by_gpu.get(canonical.gpu_type, [])
+    if not pools:
+        return f"no pool of the fleet has {canonical.gpu_type} GPUs"
+    if canonical.kind is ShapeKind.MIG and not any(p.mig_allowed for p in pools):
+        return f"no {canonical.gpu_type} pool has mig_allowed: true"
+    if canonical.kind is ShapeKind.FRACTION and not any(p.fractional_allowed for p in pools):
+        return f"no {canonical.gpu_type} pool has fractional_allowed: true"
+    if canonical.is_gang and not any(p.gpus_per_node >= canonical.gpus for p in pools):
+        most = max(p.gpus_per_node for p in pools)
+        return f"a gang of {canonical.gpus} GPUs must fit on one node; {canonical.gpu_type} nodes have at most {most}"
+    return None
+
+
+def parse_scenario(data: Any) -> Scenario:
+    """Validate parsed YAML; raises pydantic's ValidationError (use issues_from_validation_error to report)."""
+    return Scenario.model_validate(data)
+
+
+def load_scenario(path: Path, catalog: Catalog, book: ProfileBook) -> Scenario:
+    """Load and fully check one scenario file; ConfigError lists every problem, one per line."""
+    data = load_yaml(path)
+    try:
+        scenario = parse_scenario(data)
+    except ValidationError as exc:
+        lines = [issue.format(str(path)) for issue in issues_from_validation_error(exc)]
+        raise ConfigError("\n".join(lines)) from None
+    problems = check_scenario(scenario, catalog, book)
+    if problems:
+        raise ConfigError("\n".join(issue.format(str(path)) for issue in problems))
+    return scenario

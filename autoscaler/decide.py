@@ -1,0 +1,418 @@
+"""The decision: one tick's observation and forecasts in, explained replica targets out.
+
+`decide` is pure: a function of (observation, forecasts, compiled configuration, policy state, now) with no I/O,
+no clock reads and no globals. The controller, the Ray Serve policy, the what-if simulator and the load tests all
+call this one function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from forecasting import Forecast
+
+from autoscaler.budget import BudgetCap, BudgetInput, BudgetOutcome, apply_budget, effective_cap
+from autoscaler.capacity import TokenMix
+from autoscaler.compiled import CompiledScenario, ServicePlan
+from autoscaler.config import Mode, Service
+from autoscaler.model import (
+    Decision,
+    Observation,
+    PolicyState,
+    Reason,
+    ServiceDecision,
+    ServiceObservation,
+    ServiceState,
+    ShapeReplicas,
+    Stage,
+    StageTrace,
+    usable_metric,
+)
+from autoscaler.placement import PoolDemand, fit_pools
+from autoscaler.shapes import Shape
+from autoscaler.sizing import Option, Sizing, evaluate, size_service
+from autoscaler.stabilize import StabilizeInput, StabilizeOutcome, enforce_cap, stabilize_service
+
+STAGE_ORDER = (Stage.FORECAST, Stage.SIZE, Stage.BUDGET, Stage.PLACE, Stage.STABILIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """Stage 1's result for one service."""
+
+    rps: float
+    fallback_rps: float
+    mix: TokenMix
+    source: str
+    hold: Reason | None = None
+    hold_message: str = ""
+
+
+@dataclass(slots=True)
+class _Work:
+    """One service's values as they pass the stages (local to one `decide` call)."""
+
+    plan: ServicePlan
+    observed: ServiceObservation
+    demand: Demand
+    sizing: Sizing | None = None
+    budget: BudgetOutcome | None = None
+    replicas: int = 0
+    place_note: str = ""
+    trace: list[StageTrace] = field(default_factory=list)
+
+    @property
+    def service(self) -> Service:
+        return self.plan.service
+
+
+def decide(
+    observation: Observation,
+    forecasts: Mapping[str, Forecast],
+    config: CompiledScenario,
+    state: PolicyState,
+    now: datetime,
+) -> tuple[Decision, PolicyState]:
+    """Decide every service's replica targets for this tick.
+
+    Stages, in this order (asserted by a test; changing the order is an API change):
+
+    1. forecast: demand = the tier's forecast quantile, at its peak over the horizon (the slowest candidate
+       shape's cold start plus a tick), never below the observed rate; stale, missing, NaN or negative metrics
+       mark the service for a hold.
+    2. size: per candidate shape, replicas = ceil(demand / capacity at SLO) within [min, max]; the cheapest wins
+       (the current shape unless the cheaper one saves enough to pay a cold start).
+    3. budget: over the cap, lower tiers fall back to a lower quantile, then lose replicas toward min_replicas; an
+       unevaluable budget allows no scale-up beyond current spend.
+    4. place: the replicas must fit their pools' GPUs (aggregate check until full placement lands); lower tiers
+       give way first and the decision says what is missing.
+    5. stabilize: bounded scale-up, scale-down after a window and at a limited rate, safety holds; held replicas
+       never take the fleet over the budget cap.
+    """
+    now_s = now.timestamp()
+    policy = config.scenario.policy
+    works = [_forecast(plan, observation, forecasts.get(name), now_s, config) for name, plan in config.plans.items()]
+    for work in works:
+        _size(work, config)
+    cap = _budget(works, observation, now, config)
+    notes = _place(works, observation, config)
+    outcomes, inputs = _stabilize(works, state, config, now_s, cap)
+    return _assemble(works, outcomes, inputs, cap, notes, observation, now, policy.mode)
+
+
+# ── 1. forecast ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _forecast(
+    plan: ServicePlan, observation: Observation, forecast: Forecast | None, now_s: float, config: CompiledScenario
+) -> _Work:
+    service = plan.service
+    policy = config.scenario.policy
+    observed = observation.services.get(service.name) or ServiceObservation(request_rps=None)
+    default_mix = TokenMix(service.mean_input_tokens, service.mean_output_tokens)
+    demand = _demand(service, observed, forecast, now_s, plan.horizon_s, policy.metrics_max_age_s, default_mix, config)
+    work = _Work(plan, observed, demand)
+    summary = "hold" if demand.hold else f"{demand.rps:.3g} req/s"
+    work.trace.append(
+        StageTrace(Stage.FORECAST, summary, demand.hold or Reason.STEADY, demand.hold_message or demand.source)
+    )
+    return work
+
+
+def _demand(
+    service: Service,
+    observed: ServiceObservation,
+    forecast: Forecast | None,
+    now_s: float,
+    horizon_s: float,
+    max_age_s: float,
+    default_mix: TokenMix,
+    config: CompiledScenario,
+) -> Demand:
+    rps = observed.request_rps
+    if observed.sampled_at is None or not usable_metric(rps):
+        why = "no metrics" if rps is None else f"unusable request rate {rps!r}"
+        return Demand(0.0, 0.0, default_mix, "", Reason.HOLD_STALE_METRICS, f"{why}: holding, never scaling down")
+    assert rps is not None
+    age = now_s - observed.sampled_at.timestamp()
+    if age > max_age_s:
+        return Demand(
+            0.0, 0.0, default_mix, "", Reason.HOLD_STALE_METRICS,
+            f"metrics are {age:.0f} s old (metrics_max_age_s {max_age_s:g}): holding, never scaling down",
+        )  # fmt: skip
+    mix = default_mix
+    tokens_in, tokens_out = observed.input_tokens_per_s, observed.output_tokens_per_s
+    if rps > 0 and usable_metric(tokens_in) and usable_metric(tokens_out) and tokens_in and tokens_out:
+        mix = TokenMix(tokens_in / rps, max(tokens_out / rps, 1.0)).bucketed()
+    quantile = config.scenario.policy.forecast_quantile[service.tier]
+    fallback_q = min(config.scenario.policy.budget_fallback_quantile, quantile)
+    if forecast is None:
+        return Demand(rps, rps, mix, f"observed {rps:.3g} req/s (no forecast)")
+    peak, used = forecast.peak_over(quantile, horizon_s)
+    low, _ = forecast.peak_over(fallback_q, horizon_s)
+    if not math.isfinite(peak):
+        return Demand(rps, rps, mix, f"observed {rps:.3g} req/s (forecast has no usable step)")
+    peak, low = max(0.0, peak), max(0.0, min(low, peak))
+    source = f"p{used * 100:g} of {forecast.model} forecast over {horizon_s / 60:.1f} min: {peak:.3g} req/s"
+    if rps > peak:
+        source += f"; observed {rps:.3g} req/s is higher and wins"
+    return Demand(max(peak, rps), low, mix, source)
+
+
+# ── 2. size ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _primary_shape(observed: ServiceObservation) -> Shape | None:
+    current = observed.current()
+    if not current:
+        return None
+    return max(current, key=lambda s: (current[s], str(s)))
+
+
+def _size(work: _Work, config: CompiledScenario) -> None:
+    policy = config.scenario.policy
+    current_shape = _primary_shape(work.observed)
+    if work.demand.hold is not None:
+        work.sizing = _held_sizing(work, current_shape)
+        work.trace.append(StageTrace(Stage.SIZE, "hold", work.demand.hold, "not sized: holding"))
+        return
+    sizing = size_service(
+        work.plan, work.demand.rps, work.demand.mix, current_shape, policy.shape_switch_min_savings_ratio
+    )
+    work.sizing = sizing
+    chosen = sizing.chosen
+    summary = "none" if chosen is None else f"{chosen.replicas} x {chosen.shape}"
+    work.trace.append(StageTrace(Stage.SIZE, summary, sizing.reason, sizing.message))
+
+
+def _held_sizing(work: _Work, shape: Shape | None) -> Sizing:
+    """A sizing that keeps what exists, so that the budget stage counts a held service's cost."""
+    existing = work.observed.current()
+    candidate = work.plan.candidate(shape) if shape is not None else None
+    chosen = None
+    if candidate is not None and shape is not None:
+        base = evaluate(candidate, work.plan, 0.0, work.demand.mix)
+        chosen = Option(candidate, base.capacity, existing[shape], existing[shape] * candidate.price_usd_per_h, True)
+    return Sizing(0.0, work.demand.mix, chosen, (), work.demand.hold or Reason.STEADY, "hold", "held", None)
+
+
+# ── 3. budget ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _unit_price(plan: ServicePlan, shape: Shape, config: CompiledScenario) -> float:
+    candidate = plan.candidate(shape)
+    if candidate is not None:
+        return candidate.price_usd_per_h
+    pool = config.pool_for(shape)
+    return config.price_of(shape, pool) if pool is not None else 0.0
+
+
+def _budget(works: list[_Work], observation: Observation, now: datetime, config: CompiledScenario) -> BudgetCap:
+    current_cost = sum(
+        n * _unit_price(w.plan, shape, config) for w in works for shape, n in w.observed.current().items()
+    )
+    cap = effective_cap(config.scenario.budget, now, observation.month_to_date_spend_usd, current_cost)
+    items = []
+    for work in works:
+        assert work.sizing is not None
+        plan, demand = work.plan, work.demand
+
+        def fallback(option: Option, plan: ServicePlan = plan, demand: Demand = demand) -> Option | None:
+            if demand.hold is not None or demand.fallback_rps >= demand.rps:
+                return None
+            return evaluate(option.candidate, plan, demand.fallback_rps, demand.mix)
+
+        items.append(
+            BudgetInput(work.service.name, work.service.tier, work.service.min_replicas, work.sizing, fallback)
+        )
+    outcomes = apply_budget(items, cap)
+    for work in works:
+        outcome = outcomes[work.service.name]
+        work.budget = outcome
+        work.replicas = outcome.replicas
+        reason = outcome.reason or (Reason.BUDGET_UNKNOWN if not cap.evaluable else Reason.STEADY)
+        work.trace.append(StageTrace(Stage.BUDGET, f"{outcome.replicas} replicas", reason, outcome.message))
+    return cap
+
+
+# ── 4. place ─────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _place(works: list[_Work], observation: Observation, config: CompiledScenario) -> tuple[str, ...]:
+    demands = []
+    for work in works:
+        chosen = work.sizing.chosen if work.sizing else None
+        if chosen is None:
+            continue
+        demands.append(
+            PoolDemand(
+                work.service.name, work.service.tier, chosen.candidate.pool, work.replicas,
+                work.service.min_replicas, chosen.candidate.gpu_share,
+            )
+        )  # fmt: skip
+    nodes = {name: pool.nodes for name, pool in observation.pools.items()}
+    fit = fit_pools(demands, config.pools, nodes)
+    for work in works:
+        name = work.service.name
+        if name in fit.cut:
+            work.replicas = fit.replicas[name]
+            work.place_note = fit.cut[name]
+            work.trace.append(
+                StageTrace(Stage.PLACE, f"{work.replicas} replicas", Reason.LIMITED_BY_POOL_CAPACITY, fit.cut[name])
+            )
+        else:
+            work.trace.append(StageTrace(Stage.PLACE, f"{work.replicas} replicas", Reason.STEADY, "fits its pool"))
+    return fit.notes
+
+
+# ── 5. stabilize ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _stabilize(
+    works: list[_Work], state: PolicyState, config: CompiledScenario, now_s: float, cap: BudgetCap
+) -> tuple[dict[str, StabilizeOutcome], list[StabilizeInput]]:
+    policy = config.scenario.policy
+    applied = policy.mode is Mode.APPLY
+    inputs: list[StabilizeInput] = []
+    outcomes: dict[str, StabilizeOutcome] = {}
+    for work in works:
+        service = work.service
+        chosen = work.sizing.chosen if work.sizing else None
+        primary = chosen.shape if chosen is not None else None
+        shapes = set(work.observed.replicas) | ({primary} if primary is not None else set())
+        prices = {shape: _unit_price(work.plan, shape, config) for shape in shapes}
+        current: dict[Shape, ShapeReplicas] = dict(work.observed.replicas)
+        item = StabilizeInput(
+            service.name, service.tier, service.min_replicas, service.max_replicas, primary, work.replicas,
+            work.replicas, current, prices, work.demand.hold, work.demand.hold_message,
+        )  # fmt: skip
+        inputs.append(item)
+        outcomes[service.name] = stabilize_service(item, state.services.get(service.name), policy, now_s, applied)
+    outcomes = enforce_cap(inputs, outcomes, cap.usd_per_h)
+    for work, item in zip(works, inputs, strict=True):
+        outcome = outcomes[item.name]
+        summary = ", ".join(f"{n} x {s}" for s, n in outcome.target.items()) or "0"
+        work.trace.append(StageTrace(Stage.STABILIZE, summary, outcome.reason or Reason.STEADY, outcome.message))
+    return outcomes, inputs
+
+
+# ── the decision ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+_BINDING_OF = {
+    Reason.LIMITED_BY_BUDGET: "budget",
+    Reason.BUDGET_UNKNOWN: "budget_unknown",
+    Reason.LIMITED_BY_POOL_CAPACITY: "pool_capacity",
+    Reason.SCALE_UP_RATE_LIMITED: "scale_up_rate",
+    Reason.SCALE_DOWN_DELAYED: "scale_down_window",
+    Reason.SCALE_DOWN_RATE_LIMITED: "scale_down_rate",
+    Reason.HOLD_STALE_METRICS: "stale_metrics",
+    Reason.HOLD_CONFLICT: "conflict",
+}
+
+
+def _assemble(
+    works: list[_Work],
+    outcomes: Mapping[str, StabilizeOutcome],
+    inputs: list[StabilizeInput],
+    cap: BudgetCap,
+    notes: tuple[str, ...],
+    observation: Observation,
+    now: datetime,
+    mode: Mode,
+) -> tuple[Decision, PolicyState]:
+    decisions = []
+    total = 0.0
+    for work, item in zip(works, inputs, strict=True):
+        outcome = outcomes[item.name]
+        sizing = work.sizing
+        assert sizing is not None and work.budget is not None
+        current = work.observed.current()
+        target = {s: n for s, n in outcome.target.items() if n > 0 or current.get(s, 0) > 0}
+        desired = {item.primary: work.replicas} if item.primary is not None else {}
+        cost = sum(n * item.unit_price.get(s, 0.0) for s, n in target.items())
+        total += cost
+        reason, message = _final_reason(work, outcome, current, target)
+        chosen = sizing.chosen
+        binding = _BINDING_OF.get(reason, sizing.binding)
+        risk = tuple(work.budget.slo_at_risk)
+        if reason is Reason.LIMITED_BY_POOL_CAPACITY and chosen is not None and chosen.capacity is not None:
+            served = chosen.capacity.rps * work.replicas
+            if served < work.demand.rps:
+                risk += (f"{chosen.capacity.binding} at risk: pool capacity caps serving at {served:.3g} req/s",)
+        if sizing.reason is Reason.LIMITED_BY_MAX_REPLICAS and chosen is not None and chosen.capacity is not None:
+            risk += (
+                f"{chosen.capacity.binding} at risk: max_replicas caps serving at {chosen.capacity_rps * chosen.replicas:.3g} req/s",
+            )
+        decisions.append(
+            ServiceDecision(
+                service=item.name,
+                tier=item.tier,
+                current=current,
+                desired=desired,
+                target=target,
+                reason=reason,
+                message=message,
+                binding_constraint=binding,
+                predicted_demand_rps=work.demand.rps,
+                demand_source=work.demand.source or work.demand.hold_message,
+                capacity_rps_per_replica=chosen.capacity_rps if chosen is not None else 0.0,
+                cost_usd_per_h=cost,
+                slo_at_risk=risk,
+                rejected_alternative=sizing.rejected,
+                trace=tuple(work.trace),
+                hold=reason in (Reason.HOLD_STALE_METRICS, Reason.HOLD_CONFLICT),
+            )
+        )
+    new_state = PolicyState({name: outcome.state for name, outcome in outcomes.items()})
+    decision = Decision(
+        at=now,
+        mode=mode,
+        services=tuple(decisions),
+        cost_usd_per_h=total,
+        budget_usd_per_h=cap.usd_per_h,
+        budget_note=cap.note,
+        pool_gpus_used=_gpus_used(works, inputs, outcomes),
+        notes=notes,
+    )
+    return decision, new_state
+
+
+def _final_reason(
+    work: _Work, outcome: StabilizeOutcome, current: Mapping[Shape, int], target: Mapping[Shape, int]
+) -> tuple[Reason, str]:
+    """The reason of the last stage that changed the number, else the direction of the change."""
+    if outcome.reason is not None:
+        return outcome.reason, outcome.message
+    if work.place_note:
+        return Reason.LIMITED_BY_POOL_CAPACITY, work.place_note
+    assert work.budget is not None and work.sizing is not None
+    if work.budget.reason is not None:
+        return work.budget.reason, work.budget.message
+    if work.sizing.reason in (Reason.NO_FEASIBLE_SHAPE, Reason.LIMITED_BY_MAX_REPLICAS):
+        return work.sizing.reason, work.sizing.message
+    before, after = sum(current.values()), sum(target.values())
+    if after > before:
+        return Reason.SCALE_UP, work.sizing.message
+    if after < before:
+        return Reason.SCALE_DOWN, work.sizing.message
+    if work.sizing.reason is Reason.AT_MIN_REPLICAS:
+        return Reason.AT_MIN_REPLICAS, work.sizing.message
+    return Reason.STEADY, work.sizing.message
+
+
+def _gpus_used(
+    works: list[_Work], inputs: list[StabilizeInput], outcomes: Mapping[str, StabilizeOutcome]
+) -> dict[str, float]:
+    used: dict[str, float] = {}
+    for work, item in zip(works, inputs, strict=True):
+        for shape, n in outcomes[item.name].target.items():
+            candidate = work.plan.candidate(shape)
+            if candidate is not None and n > 0:
+                used[candidate.pool] = used.get(candidate.pool, 0.0) + n * candidate.gpu_share
+    return used
+
+
+__all__ = ["STAGE_ORDER", "Demand", "ServiceState", "decide"]
