@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import calendar
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from autoscaler.config import Budget, Tier
@@ -159,17 +159,6 @@ def _at_risk(sizing: Sizing, option: Option | None, replicas: int) -> tuple[str,
     if served >= sizing.demand_rps:
         return ()
     return (
-        f"{option.capacity.binding} at risk: {replicas} x {option.shape} serve {served:.3g} req/s at the SLO, "
+        f"{option.capacity.binding}: {replicas} x {option.shape} serve {served:.3g} req/s at the SLO, "
         f"demand is {sizing.demand_rps:.3g} req/s",
     )
-
-
-def cost_of(targets: Mapping[str, Mapping[object, int]], prices: Mapping[str, Mapping[object, float]]) -> float:
-    """Total USD per hour of per-service targets given per-service unit prices by shape."""
-    return sum(n * prices[s][shape] for s, t in targets.items() for shape, n in t.items())
-
-
-def with_replicas(outcome: BudgetOutcome, replicas: int, reason: Reason, message: str) -> BudgetOutcome:
-    """The outcome with another replica count (used by the placement stage when pools are full)."""
-    price = outcome.cost_usd_per_h / outcome.replicas if outcome.replicas else 0.0
-    return replace(outcome, replicas=replicas, cost_usd_per_h=replicas * price, reason=reason, message=message)

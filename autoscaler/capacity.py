@@ -219,7 +219,7 @@ def _md1_wait_plus_residual_cdf(rho: float, service_s: float, residual_s: float,
         return _md1_tail_cdf(rho, service_s, max(0.0, x - residual_s))
     h = service_s / _GRID_POINTS_PER_SERVICE
     m = _GRID_POINTS_PER_SERVICE
-    n = int(math.ceil(x / h)) + 1
+    n = math.ceil(x / h) + 1
     # F(u) = (1 - rho) + (rho / D) * integral_{u-D}^{u} F;  S = running integral of F (trapezoid).
     f_prev = 1.0 - rho
     cumulative = [0.0]

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from forecasting import Forecast
-
 from autoscaler.budget import BudgetCap, BudgetInput, BudgetOutcome, apply_budget, effective_cap
 from autoscaler.capacity import TokenMix
 from autoscaler.compiled import CompiledScenario, ServicePlan
@@ -35,6 +33,7 @@ from autoscaler.placement import PoolDemand, fit_pools
 from autoscaler.shapes import Shape
 from autoscaler.sizing import Option, Sizing, evaluate, size_service
 from autoscaler.stabilize import StabilizeInput, StabilizeOutcome, enforce_cap, stabilize_service
+from forecasting import Forecast
 
 STAGE_ORDER = (Stage.FORECAST, Stage.SIZE, Stage.BUDGET, Stage.PLACE, Stage.STABILIZE)
 
@@ -341,11 +340,10 @@ def _assemble(
         if reason is Reason.LIMITED_BY_POOL_CAPACITY and chosen is not None and chosen.capacity is not None:
             served = chosen.capacity.rps * work.replicas
             if served < work.demand.rps:
-                risk += (f"{chosen.capacity.binding} at risk: pool capacity caps serving at {served:.3g} req/s",)
+                risk += (f"{chosen.capacity.binding}: pool capacity caps serving at {served:.3g} req/s",)
         if sizing.reason is Reason.LIMITED_BY_MAX_REPLICAS and chosen is not None and chosen.capacity is not None:
-            risk += (
-                f"{chosen.capacity.binding} at risk: max_replicas caps serving at {chosen.capacity_rps * chosen.replicas:.3g} req/s",
-            )
+            served = chosen.capacity_rps * chosen.replicas
+            risk += (f"{chosen.capacity.binding}: max_replicas caps serving at {served:.3g} req/s",)
         decisions.append(
             ServiceDecision(
                 service=item.name,

@@ -164,8 +164,10 @@ def _cheapest_other(options: tuple[Option, ...], chosen: Option) -> Alternative 
     if feasible:
         other = min(feasible, key=lambda o: o.cost_usd_per_h)
         delta = other.cost_usd_per_h - chosen.cost_usd_per_h
-        if delta >= 0:
+        if delta > 0.005:
             why = f"costs ${delta:.2f}/h more"
+        elif delta >= 0:
+            why = "costs the same; ties go to the current shape, then to the smaller replica"
         else:
             why = f"saves ${-delta:.2f}/h but a shape change must save at least the switch threshold"
         return Alternative(str(other.shape), other.replicas, other.cost_usd_per_h, why)

@@ -89,7 +89,7 @@ def stabilize_service(
                 )
     state = prev or ServiceState(first_seen_s=now_s)
     window = policy.scale_down_window_s
-    history = tuple((t, n) for t, n in state.recommendations if now_s - t < window) + ((now_s, item.desired_replicas),)
+    history = (*((t, n) for t, n in state.recommendations if now_s - t < window), (now_s, item.desired_replicas))
     state = replace(state, recommendations=history)
     if item.primary is None:
         return StabilizeOutcome({}, Reason.NO_FEASIBLE_SHAPE, "no shape can serve", state)
@@ -105,7 +105,10 @@ def stabilize_service(
         target = min(desired, limit)
         if target < desired:
             reason = Reason.SCALE_UP_RATE_LIMITED
-            message = f"scale-up limited to {target} this tick (desired {desired}; at most x{policy.scale_up_max_ratio:g} or +{policy.scale_up_min_step})"
+            message = (
+                f"scale-up limited to {target} this tick (desired {desired}; at most "
+                f"x{policy.scale_up_max_ratio:g} or +{policy.scale_up_min_step})"
+            )
     elif desired < existing:
         watched = now_s - state.first_seen_s
         window_max = max(n for _, n in history)
@@ -124,7 +127,10 @@ def stabilize_service(
                 target = max(window_max, existing - policy.scale_down_max_step)
                 if target > window_max:
                     reason = Reason.SCALE_DOWN_RATE_LIMITED
-                    message = f"scale-down limited to {policy.scale_down_max_step} per {policy.scale_down_period_s:g} s (to {target}, then {window_max})"
+                    message = (
+                        f"scale-down limited to {policy.scale_down_max_step} per {policy.scale_down_period_s:g} s "
+                        f"(to {target}, then {window_max})"
+                    )
     target = min(max(target, item.min_replicas), item.max_replicas)
     targets: dict[Shape, int] = {item.primary: target} if target > 0 or existing > 0 else {}
     old_shapes = {s: r.existing for s, r in item.current.items() if s != item.primary and r.existing > 0}
@@ -142,6 +148,8 @@ def stabilize_service(
             )
     if target < existing:
         state = replace(state, last_scale_down_s=now_s)
+    if reason is None:
+        message = f"no window or rate limit applies ({existing} -> {target})"
     return StabilizeOutcome(targets, reason, message, replace(state, last_target=dict(targets)))
 
 

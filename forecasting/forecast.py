@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ class Forecast:
             if len(values) != steps:
                 raise ValueError(f"quantile {q} has {len(values)} steps, mean has {steps}")
         ordered = sorted(self.quantiles)
-        for low, high in zip(ordered, ordered[1:], strict=False):
+        for low, high in itertools.pairwise(ordered):
             for k, (a, b) in enumerate(zip(self.quantiles[low], self.quantiles[high], strict=True)):
                 if a > b + 1e-9 * max(1.0, abs(b)):
                     raise ValueError(f"quantile {low} ({a}) exceeds quantile {high} ({b}) at step {k}")

@@ -1,0 +1,352 @@
+"""`fleetscale`, the command line: the composition root that loads files and wires the core to the outside.
+
+Commands: validate, schema, catalog (show, mig-check), profile (show, capacity), decide.
+Exit codes: 0 success, 1 a negative answer (an invalid MIG layout), 2 bad input (a config error, an unknown name).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.capacity import LatencySlo, TokenMix, capacity_at_slo
+from autoscaler.catalog import Catalog, load_catalog
+from autoscaler.compiled import CompiledScenario, compile_scenario
+from autoscaler.config import ConfigIssue, Scenario, check_scenario, issues_from_validation_error, load_scenario
+from autoscaler.datafiles import load_yaml
+from autoscaler.decide import decide
+from autoscaler.errors import ConfigError
+from autoscaler.model import Decision, Observation, PolicyState, ServiceObservation, ShapeReplicas
+from autoscaler.perf import Precision, ProfileBook, load_profile_book
+from autoscaler.shapes import Shape, parse_shape
+from autoscaler.sizing import evaluate
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="fleetscale: autoscaler for GPU inference fleets.")
+catalog_app = typer.Typer(no_args_is_help=True, help="The GPU catalog: types, MIG profiles, prices.")
+profile_app = typer.Typer(no_args_is_help=True, help="Replica performance profiles.")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(profile_app, name="profile")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(message, markup=False)
+    return typer.Exit(code)
+
+
+def _book() -> tuple[Catalog, ProfileBook]:
+    catalog = load_catalog()
+    return catalog, load_profile_book(catalog)
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Scenario files (YAML).")]) -> None:
+    """Check scenario files; print one line per problem (file, field path, value, what is wrong); exit 2 if any."""
+    catalog, book = _book()
+    problems = 0
+    for path in files:
+        try:
+            data = load_yaml(path)
+        except ConfigError as exc:
+            err.print(str(exc), markup=False)
+            problems += 1
+            continue
+        issues: list[ConfigIssue]
+        try:
+            scenario = Scenario.model_validate(data)
+            issues = check_scenario(scenario, catalog, book)
+        except ValidationError as exc:
+            issues = issues_from_validation_error(exc)
+        for issue in issues:
+            err.print(issue.format(str(path)), markup=False)
+        problems += len(issues)
+        if not issues:
+            out.print(f"{path}: ok")
+    if problems:
+        raise _fail(f"{problems} problem(s) found")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON schema of a scenario file."""
+    out.print_json(json.dumps(Scenario.model_json_schema()))
+
+
+@catalog_app.command("show")
+def catalog_show(gpu: Annotated[str | None, typer.Argument(help="One GPU type (or alias) to detail.")] = None) -> None:
+    """Print the catalog, or one GPU type with its MIG profiles and presets."""
+    catalog = load_catalog()
+    if gpu is None:
+        table = Table(title="GPU catalog")
+        for column in ("GPU", "memory GB", "TB/s", "BF16 TFLOPS", "FP8 TFLOPS", "MIG", "$/GPU-h", "price date"):
+            table.add_column(column)
+        for g in catalog.gpus.values():
+            price = "-" if g.price.usd_per_gpu_h is None else f"{g.price.usd_per_gpu_h:.2f}"
+            fp8 = "-" if g.fp8_dense_tflops is None else f"{g.fp8_dense_tflops:g}"
+            mig = "-" if g.mig is None else f"{len(g.mig.profiles)} profiles"
+            table.add_row(
+                g.name, f"{g.memory_gb:g}", f"{g.memory_bandwidth_tb_per_s:g}", f"{g.bf16_dense_tflops:g}", fp8, mig,
+                price, g.price.date or "-",
+            )  # fmt: skip
+        out.print(table)
+        return
+    try:
+        g = catalog.gpu(gpu)
+    except KeyError as exc:
+        raise _fail(str(exc.args[0])) from None
+    out.print(f"[bold]{g.name}[/] (aliases: {', '.join(g.aliases) or '-'}): {g.memory_gb:g} GB, ")
+    out.print(f"  spec: {g.spec_source} [{g.spec_confidence}]", markup=False)
+    price = "none" if g.price.usd_per_gpu_h is None else f"${g.price.usd_per_gpu_h:.4g}/GPU-h"
+    out.print(f"  price: {price}; {g.price.source} ({g.price.date or 'no date'})", markup=False)
+    if g.mig is None:
+        out.print("  no MIG")
+        return
+    table = Table(title=f"{g.name} MIG profiles ({g.mig.geometry_confidence})")
+    for column in ("profile", "compute slices", "memory slices", "memory GB", "legal starts", "max per GPU"):
+        table.add_column(column)
+    for p in g.mig.profiles.values():
+        table.add_row(
+            p.name, str(p.compute_slices), str(p.memory_slices), f"{p.memory_gb:g}",
+            ",".join(map(str, p.starts)), str(p.max_instances),
+        )  # fmt: skip
+    out.print(table)
+    presets = Table(title="NVIDIA mig-parted presets")
+    presets.add_column("preset")
+    presets.add_column("layout")
+    for name, layout in g.mig.presets.items():
+        presets.add_row(name, " + ".join(f"{n} x {p}" for p, n in layout.items()))
+    out.print(presets)
+
+
+def _expand_profiles(items: list[str]) -> list[str]:
+    """`3g.40gb`, `2x3g.40gb` and `2*3g.40gb` all work; the count repeats the profile."""
+    profiles: list[str] = []
+    for item in items:
+        for sep in ("x", "*"):
+            head, found, tail = item.partition(sep)
+            if found and head.isdigit():
+                profiles.extend([tail] * int(head))
+                break
+        else:
+            profiles.append(item)
+    return profiles
+
+
+@catalog_app.command("mig-check")
+def catalog_mig_check(
+    gpu: Annotated[str, typer.Argument(help="GPU type, e.g. H100-80GB.")],
+    profiles: Annotated[list[str], typer.Argument(help="Profiles, e.g. 3g.40gb 2x1g.10gb.")],
+) -> None:
+    """Say whether the profiles form a valid MIG layout of one GPU; print the start slots (exit 0) or why not (1)."""
+    catalog = load_catalog()
+    try:
+        catalog.gpu(gpu)
+    except KeyError as exc:
+        raise _fail(str(exc.args[0])) from None
+    wanted = _expand_profiles(profiles)
+    result = catalog.check_mig_layout(gpu, wanted)
+    layout = " + ".join(f"{n} x {p}" for p, n in Counter(wanted).items())
+    if not result.valid:
+        out.print(f"invalid: {layout} on {result.gpu_type}: {result.reason}", markup=False)
+        raise typer.Exit(1)
+    gpu_type = catalog.gpu(gpu)
+    assert gpu_type.mig is not None
+    slots = ["."] * gpu_type.mig.memory_slices
+    for index, placement in enumerate(result.placements):
+        for s in range(placement.start, placement.start + placement.memory_slices):
+            slots[s] = "ABCDEFGH"[index]
+    out.print(f"valid: {layout} on {result.gpu_type}")
+    for index, placement in enumerate(result.placements):
+        end = placement.start + placement.memory_slices - 1
+        label = "ABCDEFGH"[index]
+        out.print(f"  {label}  {placement.profile:<12} start {placement.start}  memory slices {placement.start}-{end}")
+    out.print(f"  memory slices: [{''.join(slots)}]  free: {list(result.free_memory_slices) or 'none'}")
+
+
+@profile_app.command("show")
+def profile_show(
+    model: Annotated[str, typer.Argument(help="Model name or alias.")],
+    shape: Annotated[str, typer.Option(help="Shape, e.g. H100-80GB, 4xH100-80GB, H100-80GB/3g.40gb.")] = "H100-80GB",
+    precision: Annotated[Precision, typer.Option(help="Weight precision.")] = Precision.BF16,
+) -> None:
+    """Print every number of a replica profile with `measured` or `derived` and its source."""
+    _catalog, book = _book()
+    try:
+        profile = book.profile(model, parse_shape(shape), precision)
+    except (KeyError, ValueError) as exc:
+        raise _fail(str(exc.args[0] if exc.args else exc)) from None
+    table = Table(title=f"{profile.model} {precision} on {profile.shape}")
+    for column in ("figure", "value", "kind", "source"):
+        table.add_column(column, overflow="fold")
+    for name, figure in profile.figures().items():
+        table.add_row(name, f"{figure.value:,.4g}", figure.kind, figure.source)
+    out.print(table)
+
+
+@profile_app.command("capacity")
+def profile_capacity(
+    model: Annotated[str, typer.Argument(help="Model name or alias.")],
+    shape: Annotated[str, typer.Argument(help="Shape, e.g. H100-80GB.")],
+    ttft_p95_s: Annotated[float, typer.Option(help="TTFT bound, s.")] = 1.0,
+    tpot_p95_s: Annotated[float, typer.Option(help="TPOT bound, s.")] = 0.05,
+    input_tokens: Annotated[float, typer.Option(help="Mean prompt tokens.")] = 1000,
+    output_tokens: Annotated[float, typer.Option(help="Mean output tokens.")] = 200,
+    precision: Annotated[Precision, typer.Option(help="Weight precision.")] = Precision.BF16,
+) -> None:
+    """Print the capacity at SLO of one replica, what binds it, and the latency there."""
+    _catalog, book = _book()
+    try:
+        profile = book.profile(model, parse_shape(shape), precision, int(input_tokens + output_tokens))
+    except (KeyError, ValueError) as exc:
+        raise _fail(str(exc.args[0] if exc.args else exc)) from None
+    result = capacity_at_slo(profile, LatencySlo(ttft_p95_s, tpot_p95_s), TokenMix(input_tokens, output_tokens))
+    at = result.at_capacity
+    out.print(f"{profile.model} on {profile.shape}: {result.rps:.4g} req/s at the SLO, bound by {result.binding}")
+    if result.reason:
+        out.print(f"  {result.reason}", markup=False)
+    out.print(
+        f"  at capacity: p95 TTFT {at.ttft_s:.3f} s, p95 TPOT {at.tpot_s:.4f} s, batch {at.mean_batch:.1f}, "
+        f"prefill busy {at.prefill_utilization:.0%}, slots {at.slots}"
+    )
+
+
+def _shapes_text(mapping: Mapping[Shape, int]) -> str:
+    return ", ".join(f"{n} x {s}" for s, n in mapping.items() if n) or "0"
+
+
+def _render(decision: Decision, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in ("service", "tier", "demand req/s", "current", "target", "reason", "binding", "$/h"):
+        table.add_column(column)
+    for s in decision.services:
+        table.add_row(
+            s.service, s.tier.value, f"{s.predicted_demand_rps:.3g}", _shapes_text(s.current), _shapes_text(s.target),
+            s.reason.value, s.binding_constraint, f"{s.cost_usd_per_h:.2f}",
+        )  # fmt: skip
+    out.print(table)
+    for s in decision.services:
+        out.print(f"  {s.service}: {s.message}", markup=False)
+        for risk in s.slo_at_risk:
+            out.print(f"  {s.service}: [bold red]SLO at risk:[/] {risk}")
+        if s.rejected_alternative is not None and s.changes:
+            alt = s.rejected_alternative
+            price = f"${alt.cost_usd_per_h:.2f}/h"
+            out.print(
+                f"  {s.service}: rejected {alt.replicas} x {alt.shape} ({price}): {alt.why_rejected}",
+                markup=False,
+            )
+    budget = "none" if decision.budget_usd_per_h is None else f"${decision.budget_usd_per_h:.2f}/h"
+    out.print(f"  fleet cost ${decision.cost_usd_per_h:.2f}/h, budget {budget} ({decision.budget_note})")
+    for note in decision.notes:
+        out.print(f"  note: {note}", markup=False)
+    out.print()
+
+
+@app.command("decide")
+def decide_command(
+    scenario_file: Annotated[Path, typer.Argument(help="Scenario file (YAML).")],
+    demand: Annotated[
+        list[str] | None, typer.Option(help="SERVICE=RPS base demand; default 80 % of what min_replicas serve.")
+    ] = None,
+    step: Annotated[float, typer.Option(help="The demand step: base demand x this from the second tick on.")] = 3.0,
+    ticks: Annotated[int, typer.Option(help="Ticks to run after the step.")] = 4,
+    explain: Annotated[str | None, typer.Option(help="Service whose stage trace to print.")] = None,
+) -> None:
+    """Show the decisions for a demand step: replicas start ready at the base demand, then demand jumps."""
+    catalog, book = _book()
+    try:
+        scenario = load_scenario(scenario_file, catalog, book)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    compiled = compile_scenario(scenario, catalog, book)
+    base = _base_demand(compiled, demand or [])
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    tick = timedelta(seconds=scenario.policy.tick_s)
+    replicas: dict[str, dict[Shape, int]] = {}
+    state = PolicyState()
+    # A silent first tick one window earlier sizes the fleet for the base demand, as if it had run for a while.
+    now = start - timedelta(seconds=scenario.policy.scale_down_window_s)
+    for index in range(-1, ticks + 1):
+        factor = 1.0 if index <= 0 else step
+        obs = _observation(compiled, base, factor, replicas, now)
+        decision, state = decide(obs, {}, compiled, state, now)
+        if index >= 0:
+            label = "base demand" if index == 0 else f"demand x{step:g}, tick {index} of the step"
+            _render(decision, f"t = {(now - start).total_seconds():.0f} s: {label}")
+            if explain:
+                try:
+                    trace = decision.service(explain).trace
+                except KeyError:
+                    raise _fail(f"--explain {explain}: no such service") from None
+                for stage in trace:
+                    out.print(
+                        f"  {stage.stage.value:>9}  {stage.summary:<24} {stage.reason.value}: {stage.message}",
+                        markup=False,
+                    )
+                out.print()
+        # The demo assumes actuation succeeds and new replicas are ready by the next tick.
+        replicas = {s.service: {shape: n for shape, n in s.target.items() if n} for s in decision.services}
+        now = start if index == -1 else now + tick
+
+
+def _observation(
+    compiled: CompiledScenario,
+    base: dict[str, float],
+    factor: float,
+    replicas: dict[str, dict[Shape, int]],
+    now: datetime,
+) -> Observation:
+    services = {}
+    for name, plan in compiled.plans.items():
+        rps = base[name] * factor
+        services[name] = ServiceObservation(
+            rps,
+            rps * plan.service.mean_input_tokens,
+            rps * plan.service.mean_output_tokens,
+            now,
+            {shape: ShapeReplicas(ready=n, spec=n) for shape, n in replicas.get(name, {}).items()},
+        )
+    return Observation(now, services)
+
+
+def _base_demand(compiled: CompiledScenario, pairs: list[str]) -> dict[str, float]:
+    given: dict[str, float] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in compiled.plans:
+            raise _fail(f"--demand {pair}: no service {name!r} (services: {', '.join(compiled.plans)})")
+        try:
+            given[name] = float(value)
+        except ValueError:
+            raise _fail(f"--demand {pair}: {value!r} is not a number") from None
+    base = {}
+    for name, plan in compiled.plans.items():
+        if name in given:
+            base[name] = given[name]
+            continue
+        mix = TokenMix(plan.service.mean_input_tokens, plan.service.mean_output_tokens)
+        options = [evaluate(c, plan, 0.0, mix) for c in plan.candidates]
+        served = max((o.capacity_rps for o in options), default=0.0)
+        base[name] = 0.8 * served * max(plan.service.min_replicas, 1)
+    return base
+
+
+def main() -> None:
+    """Console entry point: configuration errors end with their message and exit code 2, never a traceback."""
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(str(exc), markup=False)
+        sys.exit(2)
