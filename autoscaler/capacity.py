@@ -252,19 +252,23 @@ def _md1_wait_plus_residual_cdf(rho: float, service_s: float, residual_s: float,
 
 
 def _md1_tail_cdf(rho: float, service_s: float, x: float) -> float:
-    """Cramer-Lundberg asymptote of the M/D/1 wait: P(W > x) ~ C exp(-theta x)."""
-    lam = rho / service_s
-    # theta solves lam * (exp(theta D) - 1) = theta, theta > 0; Newton from a safe start.
-    theta = 2.0 * (1.0 - rho) / (rho * service_s)
+    """Cramer-Lundberg asymptote of the M/D/1 wait: P(W > x) ~ C exp(-theta x).
+
+    With y = theta * D, y > 0 solves rho * (exp(y) - 1) = y, and C = (1 - rho) / (rho * exp(y) - 1). The root lies
+    between 0 and 2 * ln(1 / rho) + 2 (where the left side already exceeds the right), so bisection finds it for
+    any load without overflow.
+    """
+    high = 2.0 * math.log(1.0 / rho) + 2.0
+    low = 0.0
     for _ in range(100):
-        g = lam * (math.exp(theta * service_s) - 1.0) - theta
-        dg = lam * service_s * math.exp(theta * service_s) - 1.0
-        step = g / dg
-        theta -= step
-        if abs(step) < 1e-12 * theta:
-            break
-    constant = (1.0 - rho) / (lam * service_s * math.exp(theta * service_s) - 1.0)
-    return 1.0 - min(1.0, constant * math.exp(-theta * x))
+        middle = (low + high) / 2.0
+        if rho * math.expm1(middle) > middle:
+            high = middle
+        else:
+            low = middle
+    y = (low + high) / 2.0
+    constant = (1.0 - rho) / (rho * math.exp(y) - 1.0)
+    return 1.0 - min(1.0, constant * math.exp(-y * x / service_s))
 
 
 def predict_latency(

@@ -190,11 +190,17 @@ def _size(work: _Work, config: CompiledScenario) -> None:
 def _held_sizing(work: _Work, shape: Shape | None) -> Sizing:
     """A sizing that keeps what exists, so that the budget stage counts a held service's cost."""
     existing = work.observed.current()
-    candidate = work.plan.candidate(shape) if shape is not None else None
+    if shape is None:  # nothing exists yet: the cheapest shape that holds the model, at min_replicas
+        usable = [c for c in work.plan.candidates if c.profile is not None]
+        candidate = min(usable, key=lambda c: (c.price_usd_per_h, str(c.shape)), default=None)
+        count = work.service.min_replicas
+    else:
+        candidate = work.plan.candidate(shape)
+        count = existing[shape]
     chosen = None
-    if candidate is not None and shape is not None:
+    if candidate is not None:
         base = evaluate(candidate, work.plan, 0.0, work.demand.mix)
-        chosen = Option(candidate, base.capacity, existing[shape], existing[shape] * candidate.price_usd_per_h, True)
+        chosen = Option(candidate, base.capacity, count, count * candidate.price_usd_per_h, True)
     return Sizing(0.0, work.demand.mix, chosen, (), work.demand.hold or Reason.STEADY, "hold", "held", None)
 
 

@@ -65,6 +65,9 @@ def _hold(item: StabilizeInput, prev: ServiceState | None, now_s: float, reason:
     if total > item.max_replicas and item.primary in target:
         # Rule 2 beats the hold: above max_replicas is never right, whatever the metrics say.
         target[item.primary] = max(0, target[item.primary] - (total - item.max_replicas))
+    elif total < item.min_replicas and item.primary is not None:
+        # Nor is below min_replicas; raising to it is a scale-up, which bad metrics do not forbid.
+        target[item.primary] = target.get(item.primary, 0) + item.min_replicas - total
     state = prev or ServiceState(first_seen_s=now_s)
     return StabilizeOutcome(target, reason, msg, replace(state, last_target=dict(target)))
 

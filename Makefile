@@ -1,0 +1,42 @@
+# fleetscale: `make demo` and `make test` work on a fresh machine with Python >= 3.11.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check lint typecheck imports unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fleetscale validate configs/examples/*.yaml
+	$(BIN)/fleetscale decide configs/examples/chat-fleet.yaml --step 4 --ticks 3 --explain summarize
+
+test: check unit
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+check: lint typecheck imports
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/decide_scale.py
+	$(BIN)/python benchmarks/perf_validation.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

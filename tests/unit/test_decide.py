@@ -1,0 +1,359 @@
+"""decide(): the stages in order, sizing, budget, pools and the safety rules, as tables and properties."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autoscaler.capacity import LatencySlo, TokenMix, capacity_at_slo
+from autoscaler.catalog import Catalog
+from autoscaler.compiled import CompiledScenario
+from autoscaler.decide import STAGE_ORDER, decide
+from autoscaler.model import Decision, Observation, PolicyState, Reason, ServiceObservation, ShapeReplicas, Stage
+from autoscaler.perf import Precision, ProfileBook
+from autoscaler.shapes import Shape, parse_shape
+from forecasting import Forecast
+from tests.unit.conftest import compile_dict, scenario_dict
+
+NOW = datetime(2000, 1, 1, 12, tzinfo=UTC)
+H100 = parse_shape("H100-80GB")
+L4 = parse_shape("L4")
+
+
+def _obs(rates: dict[str, float | None], replicas: dict[str, dict[Shape, int]] | None = None, **kw: Any) -> Observation:
+    replicas = replicas or {}
+    services = {
+        name: ServiceObservation(
+            rate,
+            None if rate is None else rate * 1000,
+            None if rate is None else rate * 200,
+            kw.get("sampled_at", NOW),
+            {s: ShapeReplicas(ready=n, spec=n) for s, n in replicas.get(name, {}).items()},
+        )
+        for name, rate in rates.items()
+    }
+    return Observation(NOW, services, month_to_date_spend_usd=kw.get("spend"))
+
+
+def _chat_capacity(book: ProfileBook) -> float:
+    profile = book.profile("Llama-3.1-8B", H100, Precision.BF16)
+    return capacity_at_slo(profile, LatencySlo(0.5, 0.05), TokenMix(1000, 200)).rps
+
+
+@pytest.fixture(scope="module")
+def chat(catalog: Catalog, book: ProfileBook) -> CompiledScenario:
+    return compile_dict(scenario_dict(), catalog, book)
+
+
+def test_decide_lists_its_stages_in_order() -> None:
+    doc = inspect.getdoc(decide) or ""
+    listed = re.findall(r"^\d\. (\w+):", doc, flags=re.MULTILINE)
+    assert listed == [stage.value for stage in STAGE_ORDER]
+    assert STAGE_ORDER == (Stage.FORECAST, Stage.SIZE, Stage.BUDGET, Stage.PLACE, Stage.STABILIZE)
+
+
+def test_every_target_carries_its_stage_trace_in_order(chat: CompiledScenario) -> None:
+    decision, _ = decide(_obs({"chat": 30.0}), {}, chat, PolicyState(), NOW)
+    trace = decision.service("chat").trace
+    assert tuple(t.stage for t in trace) == STAGE_ORDER
+    assert all(t.message for t in trace)
+
+
+def test_replicas_are_demand_over_capacity_rounded_up(chat: CompiledScenario, book: ProfileBook) -> None:
+    capacity = _chat_capacity(book)  # ~9-10 req/s for 1000/200 tokens at 0.5 s TTFT / 50 ms TPOT on one H100
+    demand = 4.5 * capacity  # needs ceil(4.5) = 5 replicas
+    decision, _ = decide(_obs({"chat": demand}, {"chat": {H100: 5}}), {}, chat, PolicyState(), NOW)
+    result = decision.service("chat")
+    assert result.target == {H100: 5}
+    assert result.capacity_rps_per_replica == pytest.approx(capacity)
+    assert result.cost_usd_per_h == pytest.approx(5 * 6.88)  # catalog H100-80GB price
+    assert result.reason is Reason.STEADY
+    assert result.binding_constraint in ("tpot_p95_s", "ttft_p95_s", "concurrency")
+
+
+def test_forecast_peak_over_the_horizon_drives_the_size(chat: CompiledScenario, book: ProfileBook) -> None:
+    capacity = _chat_capacity(book)
+    # Observed 1 replica's worth; the p99 forecast (critical tier) peaks at 7.5 replicas' worth within the horizon
+    # (cold start 27 s + provisioning 120 s + tick 15 s = 162 s), and higher only after it.
+    steps = [capacity] * 4 + [7.5 * capacity] + [capacity] * 5 + [50 * capacity] * 10
+    forecast = Forecast(30.0, tuple(steps), {0.99: tuple(steps), 0.5: tuple(s / 2 for s in steps)}, "seasonal_naive")
+    decision, _ = decide(
+        _obs({"chat": capacity * 0.9}, {"chat": {H100: 8}}), {"chat": forecast}, chat, PolicyState(), NOW
+    )
+    result = decision.service("chat")
+    assert result.predicted_demand_rps == pytest.approx(7.5 * capacity)
+    assert result.target == {H100: 8}
+    assert "p99 of seasonal_naive forecast" in result.demand_source
+
+
+def test_observed_rate_above_the_forecast_wins(chat: CompiledScenario) -> None:
+    forecast = Forecast(30.0, (1.0,) * 10, {0.99: (1.0,) * 10}, "ets")
+    decision, _ = decide(_obs({"chat": 40.0}), {"chat": forecast}, chat, PolicyState(), NOW)
+    assert decision.service("chat").predicted_demand_rps == 40.0
+    assert "observed 40 req/s is higher" in decision.service("chat").demand_source
+
+
+@pytest.mark.parametrize(
+    ("name", "rate", "sampled_at"),
+    [
+        ("nan", math.nan, NOW),
+        ("negative", -3.0, NOW),
+        ("missing", None, NOW),
+        ("infinite", math.inf, NOW),
+        ("stale", 1.0, NOW - timedelta(seconds=61)),  # metrics_max_age_s is 60
+    ],
+)
+def test_no_scale_down_when_metrics_are_bad(
+    chat: CompiledScenario, name: str, rate: float | None, sampled_at: datetime
+) -> None:
+    decision, _ = decide(_obs({"chat": rate}, {"chat": {H100: 9}}, sampled_at=sampled_at), {}, chat, PolicyState(), NOW)
+    result = decision.service("chat")
+    assert result.target == {H100: 9}, name
+    assert result.reason is Reason.HOLD_STALE_METRICS
+    assert result.hold
+
+
+def test_a_service_without_any_observation_holds_at_min_replicas(chat: CompiledScenario) -> None:
+    decision, _ = decide(Observation(NOW, {}), {}, chat, PolicyState(), NOW)
+    assert decision.service("chat").target == {H100: 1}
+    assert decision.service("chat").reason is Reason.HOLD_STALE_METRICS
+
+
+def test_the_cheapest_shape_wins_and_the_rejected_one_is_named(catalog: Catalog, book: ProfileBook) -> None:
+    data = scenario_dict()
+    data["services"][0].update(
+        {
+            "model": "Llama-3.2-3B",
+            "allowed_shapes": ["H100-80GB", "L4", "H100-80GB/2g.20gb"],
+            "max_context_tokens": 2048,
+            "mean_input_tokens": 400,
+            "mean_output_tokens": 20,
+            "slo": {"ttft_p95_s": 2.0, "tpot_p95_s": 0.1},
+        }
+    )
+    compiled = compile_dict(data, catalog, book)
+    obs = Observation(NOW, {"chat": ServiceObservation(20.0, 8000.0, 400.0, NOW)})
+    result = decide(obs, {}, compiled, PolicyState(), NOW)[0].service("chat")
+    costs = {
+        str(c.shape): math.ceil(20.0 / capacity_at_slo(c.profile, LatencySlo(2.0, 0.1), TokenMix(400, 20)).rps - 1e-9)
+        * c.price_usd_per_h
+        for c in compiled.plans["chat"].candidates
+        if c.profile is not None
+    }
+    cheapest = min(costs, key=lambda k: costs[k])
+    assert [str(s) for s in result.target] == [cheapest]
+    assert result.rejected_alternative is not None
+    assert result.rejected_alternative.shape != cheapest
+
+
+def test_a_cheaper_shape_must_save_enough_to_pay_for_the_move(catalog: Catalog, book: ProfileBook) -> None:
+    data = scenario_dict()
+    data["services"][0]["allowed_shapes"] = ["H100-80GB", "H100-80GB/3g.40gb"]
+    data["policy"] = {"shape_switch_min_savings_ratio": 0.5}
+    compiled = compile_dict(data, catalog, book)
+    decision, _ = decide(_obs({"chat": 30.0}, {"chat": {H100: 4}}), {}, compiled, PolicyState(), NOW)
+    assert set(decision.service("chat").target) == {H100}
+
+
+def test_demand_beyond_max_replicas_names_the_slo_at_risk(catalog: Catalog, book: ProfileBook) -> None:
+    data = scenario_dict()
+    data["services"][0]["max_replicas"] = 3
+    compiled = compile_dict(data, catalog, book)
+    decision, _ = decide(_obs({"chat": 500.0}, {"chat": {H100: 3}}), {}, compiled, PolicyState(), NOW)
+    result = decision.service("chat")
+    assert result.target == {H100: 3}
+    assert result.reason is Reason.LIMITED_BY_MAX_REPLICAS
+    assert any("max_replicas caps serving" in r for r in result.slo_at_risk)
+
+
+def _two_tier(
+    catalog: Catalog, book: ProfileBook, budget: dict[str, float], batch_tier: str = "best_effort"
+) -> CompiledScenario:
+    data = scenario_dict(budget=budget)
+    batch = dict(data["services"][0], name="batch", tier=batch_tier, min_replicas=1)
+    data["services"].append(batch)
+    return compile_dict(data, catalog, book)
+
+
+def test_budget_lower_tier_gives_way_first_and_says_what_is_at_risk(catalog: Catalog, book: ProfileBook) -> None:
+    capacity = _chat_capacity(book)
+    compiled = _two_tier(catalog, book, {"hard_usd_per_h": 60.0})
+    # Each wants 5 replicas (5 x 6.88 = 34.40 $/h each, 68.80 together); the cap is 60 $/h.
+    current = {"chat": {H100: 5}, "batch": {H100: 5}}
+    obs = _obs({"chat": 4.5 * capacity, "batch": 4.5 * capacity}, current)
+    decision, _ = decide(obs, {}, compiled, PolicyState(), NOW)
+    chat, batch = decision.service("chat"), decision.service("batch")
+    assert chat.target == {H100: 5}
+    # best_effort keeps floor((60 - 34.40) / 6.88) = 3 replicas.
+    assert batch.target == {H100: 3}
+    assert batch.reason is Reason.LIMITED_BY_BUDGET
+    assert batch.slo_at_risk and "serve" in batch.slo_at_risk[0]
+    assert decision.cost_usd_per_h <= 60.0
+
+
+def test_budget_falls_back_to_a_lower_quantile_before_cutting(catalog: Catalog, book: ProfileBook) -> None:
+    capacity = _chat_capacity(book)
+    compiled = _two_tier(catalog, book, {"hard_usd_per_h": 56.0}, batch_tier="standard")
+    p50 = tuple([2.5 * capacity] * 10)
+    p90 = tuple([4.5 * capacity] * 10)
+    forecasts = {"batch": Forecast(30.0, p50, {0.5: p50, 0.9: p90, 0.99: p90}, "ets")}
+    current = {"chat": {H100: 5}, "batch": {H100: 5}}
+    obs = _obs({"chat": 4.5 * capacity, "batch": 2.0 * capacity}, current)
+    decision, _ = decide(obs, forecasts, compiled, PolicyState(), NOW)
+    batch = decision.service("batch")
+    # The standard tier is sized for its p90 (ceil(4.5) = 5 replicas, 34.40 + 34.40 > 56); over the cap it falls
+    # back to its p50 (the default fallback quantile): ceil(2.5) = 3 replicas, 34.40 + 20.64 = 55.04 <= 56.
+    assert batch.target == {H100: 3}
+    budget_stage = next(t for t in batch.trace if t.stage is Stage.BUDGET)
+    assert "fallback quantile" in budget_stage.message
+    # The scale-down window would hold the 5 existing replicas, but held replicas never break the cap.
+    assert batch.reason is Reason.LIMITED_BY_BUDGET
+
+
+def test_min_replicas_are_kept_even_above_the_cap(catalog: Catalog, book: ProfileBook) -> None:
+    compiled = _two_tier(catalog, book, {"hard_usd_per_h": 5.0})
+    decision, _ = decide(
+        _obs({"chat": 50.0, "batch": 50.0}, {"chat": {H100: 1}, "batch": {H100: 1}}), {}, compiled, PolicyState(), NOW
+    )
+    assert decision.service("chat").target == {H100: 1}
+    assert decision.service("batch").target == {H100: 1}
+    assert "min_replicas" in decision.service("chat").message
+
+
+def test_an_unevaluable_budget_allows_no_scale_up_beyond_current_spend(catalog: Catalog, book: ProfileBook) -> None:
+    compiled = _two_tier(catalog, book, {"monthly_usd": 50000.0})
+    current = {"chat": {H100: 2}, "batch": {H100: 2}}  # 4 x 6.88 = 27.52 $/h now
+    decision, _ = decide(_obs({"chat": 200.0, "batch": 200.0}, current, spend=None), {}, compiled, PolicyState(), NOW)
+    assert decision.budget_usd_per_h == pytest.approx(27.52)
+    assert "cannot be evaluated" in decision.budget_note
+    assert decision.cost_usd_per_h <= 27.52 + 1e-9
+    assert decision.service("chat").target == {H100: 3}  # critical takes what best_effort gives up
+
+
+def test_monthly_budget_spreads_what_is_left_over_the_hours_left(catalog: Catalog, book: ProfileBook) -> None:
+    compiled = _two_tier(catalog, book, {"monthly_usd": 10000.0})
+    # 2000-01-01 12:00 UTC: 31-day month, 23:59:59 on the 31st is 731.99 h away; 10000 - 2680.8 left.
+    obs = _obs({"chat": 1.0, "batch": 1.0}, {"chat": {H100: 1}, "batch": {H100: 1}}, spend=2680.8)
+    decision, _ = decide(obs, {}, compiled, PolicyState(), NOW)
+    assert decision.budget_usd_per_h == pytest.approx((10000 - 2680.8) / 731.9997, rel=1e-4)
+
+
+def test_a_full_pool_gives_way_by_tier_and_says_what_is_missing(catalog: Catalog, book: ProfileBook) -> None:
+    capacity = _chat_capacity(book)
+    data = scenario_dict()
+    data["fleet"]["pools"][0]["max_nodes"] = 1  # 8 H100 GPUs in all
+    batch = dict(data["services"][0], name="batch", tier="best_effort")
+    data["services"].append(batch)
+    compiled = compile_dict(data, catalog, book)
+    # 4 + 3 of the 8 GPUs are busy; both want 5 (10 GPUs).
+    current = {"chat": {H100: 4}, "batch": {H100: 3}}
+    decision, _ = decide(
+        _obs({"chat": 4.5 * capacity, "batch": 4.5 * capacity}, current), {}, compiled, PolicyState(), NOW
+    )
+    assert decision.service("chat").target == {H100: 5}
+    batch_result = decision.service("batch")
+    assert batch_result.target == {H100: 3}
+    assert batch_result.reason is Reason.LIMITED_BY_POOL_CAPACITY
+    assert any("pool h100 needs 2 more H100-80GB GPUs" in n for n in decision.notes)
+
+
+def test_state_round_trips_between_ticks(chat: CompiledScenario) -> None:
+    _, state = decide(_obs({"chat": 30.0}), {}, chat, PolicyState(), NOW)
+    assert state.services["chat"].first_seen_s == NOW.timestamp()
+    _, state2 = decide(_obs({"chat": 30.0}), {}, chat, state, NOW + timedelta(seconds=15))
+    assert state2.services["chat"].first_seen_s == NOW.timestamp()
+    assert len(state2.services["chat"].recommendations) == 2
+
+
+# ── properties ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+_rates = st.floats(min_value=0.0, max_value=400.0, allow_nan=False)
+_counts = st.integers(min_value=0, max_value=25)
+
+
+@pytest.fixture(scope="module")
+def mixed(catalog: Catalog, book: ProfileBook) -> CompiledScenario:
+    data = scenario_dict(budget={"hard_usd_per_h": 120.0})
+    data["services"][0]["allowed_shapes"] = ["H100-80GB", "H100-80GB/3g.40gb"]
+    data["services"].append(
+        {
+            "name": "classify",
+            "model": "Llama-3.2-3B",
+            "tier": "best_effort",
+            "slo": {"ttft_p95_s": 2.0, "tpot_p95_s": 0.1},
+            "min_replicas": 2,
+            "max_replicas": 30,
+            "allowed_shapes": ["L4", "H100-80GB/2g.20gb"],
+            "max_context_tokens": 2048,
+        }
+    )
+    data["services"].append(
+        {
+            "name": "summarize",
+            "model": "Llama-3.1-70B",
+            "tier": "standard",
+            "slo": {"ttft_p95_s": 3.0, "tpot_p95_s": 0.1},
+            "min_replicas": 1,
+            "max_replicas": 6,
+            "allowed_shapes": ["4xH100-80GB"],
+        }
+    )
+    return compile_dict(data, catalog, book)
+
+
+def _targets_within_bounds(decision: Decision, compiled: CompiledScenario) -> None:
+    for result in decision.services:
+        service = compiled.scenario.service(result.service)
+        assert service.min_replicas <= result.target_replicas <= service.max_replicas, result
+
+
+_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_SETTINGS
+@given(rates=st.tuples(_rates, _rates, _rates), counts=st.tuples(_counts, _counts, _counts))
+def test_property_targets_within_bounds_and_budget_kept(
+    mixed: CompiledScenario, rates: tuple[float, float, float], counts: tuple[int, int, int]
+) -> None:
+    names = ("chat", "classify", "summarize")
+    shapes = (H100, L4, parse_shape("4xH100-80GB"))
+    current = {n: {s: min(c, 6 if n == "summarize" else c)} for n, s, c in zip(names, shapes, counts, strict=True) if c}
+    decision, _ = decide(_obs(dict(zip(names, rates, strict=True)), current), {}, mixed, PolicyState(), NOW)
+    _targets_within_bounds(decision, mixed)
+    # The cap holds unless every service is down to min_replicas on one shape.
+    if decision.cost_usd_per_h > 120.0 + 1e-6:
+        for result in decision.services:
+            service = mixed.scenario.service(result.service)
+            assert result.target_replicas == service.min_replicas
+            assert len([n for n in result.target.values() if n]) <= 1
+
+
+@_SETTINGS
+@given(low=_rates, extra=st.floats(min_value=0.0, max_value=200.0))
+def test_property_desired_size_is_monotone_in_demand(chat: CompiledScenario, low: float, extra: float) -> None:
+    first, _ = decide(_obs({"chat": low}), {}, chat, PolicyState(), NOW)
+    second, _ = decide(_obs({"chat": low + extra}), {}, chat, PolicyState(), NOW)
+    assert sum(second.service("chat").desired.values()) >= sum(first.service("chat").desired.values())
+
+
+@_SETTINGS
+@given(
+    rate=st.one_of(st.just(math.nan), st.just(-1.0), st.just(math.inf), st.none(), _rates),
+    age_s=st.integers(min_value=61, max_value=100000),
+    count=st.integers(min_value=1, max_value=20),
+)
+def test_property_no_scale_down_on_stale_or_bad_input(
+    chat: CompiledScenario, rate: float | None, age_s: int, count: int
+) -> None:
+    sampled = NOW - timedelta(seconds=age_s)
+    decision, _ = decide(
+        _obs({"chat": rate}, {"chat": {H100: count}}, sampled_at=sampled), {}, chat, PolicyState(), NOW
+    )
+    assert decision.service("chat").target.get(H100, 0) >= count
