@@ -13,7 +13,7 @@ that is now at risk: the one that bounds its replicas' capacity.
 
 Worked example: cap $100/h; critical wants 10 x $6.88 = $68.80, best_effort 8 x $6.88 = $55.04 (total $123.84).
 best_effort falls back to its p50 demand, 6 replicas ($110.08 total), then loses replicas: 4 replicas fit
-($68.80 + $27.52 = $96.32).
+($68.80 + $27.52 = $96.32), and a 5th would not ($103.20).
 """
 
 from __future__ import annotations
@@ -91,7 +91,11 @@ class BudgetInput:
 
 
 def apply_budget(items: list[BudgetInput], cap: BudgetCap) -> dict[str, BudgetOutcome]:
-    """Fit the fleet under `cap` by priority (see the module docstring)."""
+    """Fit the fleet under `cap` by priority (see the module docstring).
+
+    After the cuts, what the cap still allows goes back, highest tier first, one whole replica at a time, so that
+    no money is left unused while a service that gave way could use it.
+    """
     state: dict[str, tuple[Option | None, int]] = {}
     for item in items:
         chosen = item.sizing.chosen
@@ -104,14 +108,15 @@ def apply_budget(items: list[BudgetInput], cap: BudgetCap) -> dict[str, BudgetOu
     def total() -> float:
         return sum(state[n][1] * unit_price(n) for n in state)
 
-    gave_way: dict[str, str] = {}
+    fell_back: set[str] = set()
     if cap.usd_per_h is not None and total() > cap.usd_per_h + 1e-9:
         limit = cap.usd_per_h
         by_tier: dict[Tier, list[BudgetInput]] = {}
         for item in items:
-            by_tier.setdefault(item.tier, []).append(item)
+            if state[item.name][0] is not None:
+                by_tier.setdefault(item.tier, []).append(item)
         for tier in sorted(by_tier, key=lambda t: -t.rank):
-            group = [i for i in by_tier[tier] if state[i.name][0] is not None]
+            group = by_tier[tier]
             for item in group:
                 if total() <= limit:
                     break
@@ -120,7 +125,7 @@ def apply_budget(items: list[BudgetInput], cap: BudgetCap) -> dict[str, BudgetOu
                 fallback = item.resize_at_fallback(option)
                 if fallback is not None and fallback.replicas < replicas:
                     state[item.name] = (option, max(item.min_replicas, fallback.replicas))
-                    gave_way[item.name] = f"sized for the fallback quantile: {fallback.replicas} replicas"
+                    fell_back.add(item.name)
             while total() > limit:
                 reducible = [i for i in group if state[i.name][1] > i.min_replicas]
                 if not reducible:
@@ -129,22 +134,32 @@ def apply_budget(items: list[BudgetInput], cap: BudgetCap) -> dict[str, BudgetOu
                 victim = max(reducible, key=lambda i: (state[i.name][1] / max(_wanted(i), 1), i.name))
                 option, replicas = state[victim.name]
                 state[victim.name] = (option, replicas - 1)
-                gave_way[victim.name] = f"cut to {replicas - 1} replicas"
             if total() <= limit:
                 break
+        for tier in sorted(by_tier, key=lambda t: t.rank):
+            refilled = True
+            while refilled:
+                refilled = False
+                for item in sorted(by_tier[tier], key=lambda i: (state[i.name][1] / max(_wanted(i), 1), i.name)):
+                    option, replicas = state[item.name]
+                    if replicas < _wanted(item) and total() + unit_price(item.name) <= limit + 1e-9:
+                        state[item.name] = (option, replicas + 1)
+                        refilled = True
+    over = cap.usd_per_h is not None and total() > cap.usd_per_h + 1e-9
     outcomes: dict[str, BudgetOutcome] = {}
     for item in items:
         option, replicas = state[item.name]
         cost = replicas * unit_price(item.name)
-        if item.name in gave_way:
-            risk = _at_risk(item.sizing, option, replicas)
-            over = total() > (cap.usd_per_h or math.inf) + 1e-9
-            message = f"budget ({cap.note}) binds: {gave_way[item.name]}" + (
+        if replicas < _wanted(item):
+            how = "sized for the fallback quantile, then " if item.name in fell_back else ""
+            message = f"budget ({cap.note}) binds: {how}{replicas} of {_wanted(item)} replicas" + (
                 "; still above the cap only to keep min_replicas" if over else ""
             )
+            risk = _at_risk(item.sizing, option, replicas)
             outcomes[item.name] = BudgetOutcome(item.sizing, replicas, cost, Reason.LIMITED_BY_BUDGET, message, risk)
         else:
-            outcomes[item.name] = BudgetOutcome(item.sizing, replicas, cost, None, f"within budget ({cap.note})", ())
+            note = f"within budget ({cap.note})" + ("; above the cap only to keep min_replicas" if over else "")
+            outcomes[item.name] = BudgetOutcome(item.sizing, replicas, cost, None, note, ())
     return outcomes
 
 

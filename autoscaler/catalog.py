@@ -148,7 +148,7 @@ class Catalog:
         """Say whether `profiles` (a multiset of names) can coexist on one GPU, and at which start slots.
 
         Worked example (H100-80GB): ["3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"] is valid as
-        2g@0, 1g@2, 1g@3, 3g@4; ["7g.80gb", "1g.10gb"] is not: 9 memory slices on a GPU of 8.
+        1g@0, 1g@1, 2g@2, 3g@4; ["7g.80gb", "1g.10gb"] is not: 9 memory slices on a GPU of 8.
         """
         gpu = self.gpu(gpu_name)
         wanted = list(profiles)

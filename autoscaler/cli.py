@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a negative answer (an invalid MIG layout), 2 bad input 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections import Counter
 from collections.abc import Mapping
@@ -37,8 +38,9 @@ profile_app = typer.Typer(no_args_is_help=True, help="Replica performance profil
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(profile_app, name="profile")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: a message is one line however narrow the terminal (or pipe) is, so that "one line per error" holds.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -106,7 +108,10 @@ def catalog_show(gpu: Annotated[str | None, typer.Argument(help="One GPU type (o
         g = catalog.gpu(gpu)
     except KeyError as exc:
         raise _fail(str(exc.args[0])) from None
-    out.print(f"[bold]{g.name}[/] (aliases: {', '.join(g.aliases) or '-'}): {g.memory_gb:g} GB, ")
+    out.print(
+        f"[bold]{g.name}[/] (aliases: {', '.join(g.aliases) or '-'}): {g.memory_gb:g} GB, "
+        f"{g.memory_bandwidth_tb_per_s:g} TB/s, {g.bf16_dense_tflops:g} BF16 TFLOPS, {g.interconnect}"
+    )
     out.print(f"  spec: {g.spec_source} [{g.spec_confidence}]", markup=False)
     price = "none" if g.price.usd_per_gpu_h is None else f"${g.price.usd_per_gpu_h:.4g}/GPU-h"
     out.print(f"  price: {price}; {g.price.source} ({g.price.date or 'no date'})", markup=False)
@@ -131,12 +136,14 @@ def catalog_show(gpu: Annotated[str | None, typer.Argument(help="One GPU type (o
 
 
 def _expand_profiles(items: list[str]) -> list[str]:
-    """`3g.40gb`, `2x3g.40gb` and `2*3g.40gb` all work; the count repeats the profile."""
+    """`3g.40gb`, `2x3g.40gb` and `2*3g.40gb` all work; the count repeats the profile. Bad counts: ValueError."""
     profiles: list[str] = []
     for item in items:
         for sep in ("x", "*"):
             head, found, tail = item.partition(sep)
             if found and head.isdigit():
+                if int(head) < 1 or not tail:
+                    raise ValueError(f"{item!r}: write COUNTxPROFILE with a count of at least 1, e.g. 2x1g.10gb")
                 profiles.extend([tail] * int(head))
                 break
         else:
@@ -155,7 +162,10 @@ def catalog_mig_check(
         catalog.gpu(gpu)
     except KeyError as exc:
         raise _fail(str(exc.args[0])) from None
-    wanted = _expand_profiles(profiles)
+    try:
+        wanted = _expand_profiles(profiles)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     result = catalog.check_mig_layout(gpu, wanted)
     layout = " + ".join(f"{n} x {p}" for p, n in Counter(wanted).items())
     if not result.valid:
@@ -199,10 +209,10 @@ def profile_show(
 def profile_capacity(
     model: Annotated[str, typer.Argument(help="Model name or alias.")],
     shape: Annotated[str, typer.Argument(help="Shape, e.g. H100-80GB.")],
-    ttft_p95_s: Annotated[float, typer.Option(help="TTFT bound, s.")] = 1.0,
-    tpot_p95_s: Annotated[float, typer.Option(help="TPOT bound, s.")] = 0.05,
-    input_tokens: Annotated[float, typer.Option(help="Mean prompt tokens.")] = 1000,
-    output_tokens: Annotated[float, typer.Option(help="Mean output tokens.")] = 200,
+    ttft_p95_s: Annotated[float, typer.Option(help="TTFT bound, s.", min=1e-6)] = 1.0,
+    tpot_p95_s: Annotated[float, typer.Option(help="TPOT bound, s.", min=1e-6)] = 0.05,
+    input_tokens: Annotated[float, typer.Option(help="Mean prompt tokens.", min=1)] = 1000,
+    output_tokens: Annotated[float, typer.Option(help="Mean output tokens.", min=1)] = 200,
     precision: Annotated[Precision, typer.Option(help="Weight precision.")] = Precision.BF16,
 ) -> None:
     """Print the capacity at SLO of one replica, what binds it, and the latency there."""
@@ -260,8 +270,10 @@ def decide_command(
     demand: Annotated[
         list[str] | None, typer.Option(help="SERVICE=RPS base demand; default 80 % of what min_replicas serve.")
     ] = None,
-    step: Annotated[float, typer.Option(help="The demand step: base demand x this from the second tick on.")] = 3.0,
-    ticks: Annotated[int, typer.Option(help="Ticks to run after the step.")] = 4,
+    step: Annotated[
+        float, typer.Option(help="The demand step: base demand x this from the second tick on.", min=0.0)
+    ] = 3.0,
+    ticks: Annotated[int, typer.Option(help="Ticks to run after the step.", min=0, max=1000)] = 4,
     explain: Annotated[str | None, typer.Option(help="Service whose stage trace to print.")] = None,
 ) -> None:
     """Show the decisions for a demand step: replicas start ready at the base demand, then demand jumps."""
@@ -331,6 +343,8 @@ def _base_demand(compiled: CompiledScenario, pairs: list[str]) -> dict[str, floa
             given[name] = float(value)
         except ValueError:
             raise _fail(f"--demand {pair}: {value!r} is not a number") from None
+        if not math.isfinite(given[name]) or given[name] < 0:
+            raise _fail(f"--demand {pair}: a demand must be a finite number >= 0 (req/s)")
     base = {}
     for name, plan in compiled.plans.items():
         if name in given:
