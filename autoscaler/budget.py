@@ -19,6 +19,7 @@ best_effort falls back to its p50 demand, 6 replicas ($110.08 total), then loses
 from __future__ import annotations
 
 import calendar
+import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,72 +95,80 @@ def apply_budget(items: list[BudgetInput], cap: BudgetCap) -> dict[str, BudgetOu
     """Fit the fleet under `cap` by priority (see the module docstring).
 
     After the cuts, what the cap still allows goes back, highest tier first, one whole replica at a time, so that
-    no money is left unused while a service that gave way could use it.
+    no money is left unused while a service that gave way could use it. Cuts and refills keep a running total and
+    a heap per tier, so a decision over thousands of services stays O(n log n).
     """
-    state: dict[str, tuple[Option | None, int]] = {}
+    replicas: dict[str, int] = {}
+    price: dict[str, float] = {}
     for item in items:
         chosen = item.sizing.chosen
-        state[item.name] = (chosen, chosen.replicas if chosen else 0)
-
-    def unit_price(name: str) -> float:
-        option = state[name][0]
-        return 0.0 if option is None else option.candidate.price_usd_per_h
-
-    def total() -> float:
-        return sum(state[n][1] * unit_price(n) for n in state)
-
+        replicas[item.name] = chosen.replicas if chosen else 0
+        price[item.name] = chosen.candidate.price_usd_per_h if chosen else 0.0
+    total = sum(replicas[n] * price[n] for n in replicas)
     fell_back: set[str] = set()
-    if cap.usd_per_h is not None and total() > cap.usd_per_h + 1e-9:
-        limit = cap.usd_per_h
+    limit = cap.usd_per_h
+    if limit is not None and total > limit + 1e-9:
         by_tier: dict[Tier, list[BudgetInput]] = {}
         for item in items:
-            if state[item.name][0] is not None:
+            if item.sizing.chosen is not None:
                 by_tier.setdefault(item.tier, []).append(item)
+        rank = {item.name: index for index, item in enumerate(sorted(items, key=lambda i: i.name))}
+
+        def kept(item: BudgetInput) -> float:
+            return replicas[item.name] / max(_wanted(item), 1)
+
         for tier in sorted(by_tier, key=lambda t: -t.rank):
             group = by_tier[tier]
             for item in group:
-                if total() <= limit:
+                if total <= limit:
                     break
-                option, replicas = state[item.name]
-                assert option is not None
-                fallback = item.resize_at_fallback(option)
-                if fallback is not None and fallback.replicas < replicas:
-                    state[item.name] = (option, max(item.min_replicas, fallback.replicas))
+                chosen = item.sizing.chosen
+                assert chosen is not None
+                fallback = item.resize_at_fallback(chosen)
+                if fallback is not None and fallback.replicas < replicas[item.name]:
+                    new = max(item.min_replicas, fallback.replicas)
+                    total -= (replicas[item.name] - new) * price[item.name]
+                    replicas[item.name] = new
                     fell_back.add(item.name)
-            while total() > limit:
-                reducible = [i for i in group if state[i.name][1] > i.min_replicas]
-                if not reducible:
-                    break
-                # Round-robin: take from the service that has kept the largest share of what it wanted.
-                victim = max(reducible, key=lambda i: (state[i.name][1] / max(_wanted(i), 1), i.name))
-                option, replicas = state[victim.name]
-                state[victim.name] = (option, replicas - 1)
-            if total() <= limit:
+            # Round-robin: take from the service that has kept the largest share of what it wanted.
+            heap = [(-kept(i), -rank[i.name], i) for i in group if replicas[i.name] > i.min_replicas]
+            heapq.heapify(heap)
+            while total > limit + 1e-9 and heap:
+                _, _, victim = heapq.heappop(heap)
+                replicas[victim.name] -= 1
+                total -= price[victim.name]
+                if replicas[victim.name] > victim.min_replicas:
+                    heapq.heappush(heap, (-kept(victim), -rank[victim.name], victim))
+            if total <= limit + 1e-9:
                 break
         for tier in sorted(by_tier, key=lambda t: t.rank):
-            refilled = True
-            while refilled:
-                refilled = False
-                for item in sorted(by_tier[tier], key=lambda i: (state[i.name][1] / max(_wanted(i), 1), i.name)):
-                    option, replicas = state[item.name]
-                    if replicas < _wanted(item) and total() + unit_price(item.name) <= limit + 1e-9:
-                        state[item.name] = (option, replicas + 1)
-                        refilled = True
-    over = cap.usd_per_h is not None and total() > cap.usd_per_h + 1e-9
+            # Give back to whoever kept the smallest share; a replica that does not fit now never will.
+            refill = [(kept(i), rank[i.name], i) for i in by_tier[tier] if replicas[i.name] < _wanted(i)]
+            heapq.heapify(refill)
+            while refill:
+                _, _, item = heapq.heappop(refill)
+                if total + price[item.name] > limit + 1e-9:
+                    continue
+                replicas[item.name] += 1
+                total += price[item.name]
+                if replicas[item.name] < _wanted(item):
+                    heapq.heappush(refill, (kept(item), rank[item.name], item))
+    over = limit is not None and total > limit + 1e-9
     outcomes: dict[str, BudgetOutcome] = {}
     for item in items:
-        option, replicas = state[item.name]
-        cost = replicas * unit_price(item.name)
-        if replicas < _wanted(item):
+        count = replicas[item.name]
+        cost = count * price[item.name]
+        option = item.sizing.chosen
+        if count < _wanted(item):
             how = "sized for the fallback quantile, then " if item.name in fell_back else ""
-            message = f"budget ({cap.note}) binds: {how}{replicas} of {_wanted(item)} replicas" + (
+            message = f"budget ({cap.note}) binds: {how}{count} of {_wanted(item)} replicas" + (
                 "; still above the cap only to keep min_replicas" if over else ""
             )
-            risk = _at_risk(item.sizing, option, replicas)
-            outcomes[item.name] = BudgetOutcome(item.sizing, replicas, cost, Reason.LIMITED_BY_BUDGET, message, risk)
+            risk = _at_risk(item.sizing, option, count)
+            outcomes[item.name] = BudgetOutcome(item.sizing, count, cost, Reason.LIMITED_BY_BUDGET, message, risk)
         else:
             note = f"within budget ({cap.note})" + ("; above the cap only to keep min_replicas" if over else "")
-            outcomes[item.name] = BudgetOutcome(item.sizing, replicas, cost, None, note, ())
+            outcomes[item.name] = BudgetOutcome(item.sizing, count, cost, None, note, ())
     return outcomes
 
 

@@ -163,35 +163,36 @@ def enforce_cap(
     if cap_usd_per_h is None:
         return outcomes
     result = dict(outcomes)
-
-    def total() -> float:
-        return sum(result[i.name].cost(i.unit_price) for i in items)
-
-    if total() <= cap_usd_per_h + 1e-9:
+    total = sum(result[i.name].cost(i.unit_price) for i in items)
+    if total <= cap_usd_per_h + 1e-9:
         return result
     for item in sorted(items, key=lambda i: (-i.tier.rank, i.name)):
         outcome = result[item.name]
         target = dict(outcome.target)
         changed = False
         for shape in [s for s in target if s != item.primary]:
-            if target[shape] > 0 and total() > cap_usd_per_h + 1e-9:
+            if target[shape] > 0 and total > cap_usd_per_h + 1e-9:
+                total -= target[shape] * item.unit_price.get(shape, 0.0)
                 target[shape] = 0
                 changed = True
-                result[item.name] = replace(outcome, target=dict(target))
-        if item.primary is not None and item.primary in target:
+        if item.primary is not None and item.primary in target and total > cap_usd_per_h + 1e-9:
+            unit = item.unit_price.get(item.primary, 0.0)
             floor = max(item.budget_replicas, item.min_replicas)
-            while target[item.primary] > floor and total() > cap_usd_per_h + 1e-9:
-                target[item.primary] -= 1
-                changed = True
-                result[item.name] = replace(outcome, target=dict(target))
+            if unit > 0 and target[item.primary] > floor:
+                # As many as needed to fit, never below what the budget stage allowed.
+                needed = math.ceil((total - cap_usd_per_h) / unit - 1e-9)
+                give = min(needed, target[item.primary] - floor)
+                target[item.primary] -= give
+                total -= give * unit
+                changed = changed or give > 0
         if changed:
             result[item.name] = replace(
                 outcome,
-                target=dict(target),
+                target=target,
                 reason=Reason.LIMITED_BY_BUDGET,
                 message="held replicas given back: the budget cap outranks scale-down windows and holds",
                 state=replace(outcome.state, last_target=dict(target)),
             )
-        if total() <= cap_usd_per_h + 1e-9:
+        if total <= cap_usd_per_h + 1e-9:
             break
     return result

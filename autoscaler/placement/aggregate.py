@@ -12,6 +12,7 @@ has now, the decision carries that as a hint for the cluster autoscaler.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,34 +54,37 @@ def fit_pools(demands: list[PoolDemand], pools: Mapping[str, NodePool], current_
     for name, group in sorted(by_pool.items()):
         pool = pools[name]
         capacity = pool.max_nodes * pool.gpus_per_node
-
-        def gpus(group: list[PoolDemand] = group) -> float:
-            return sum(replicas[d.service] * d.gpu_share for d in group)
-
-        wanted = gpus()
-        if wanted > capacity + 1e-9:
-            missing = wanted - capacity
+        gpus = sum(d.replicas * d.gpu_share for d in group)
+        if gpus > capacity + 1e-9:
+            missing = gpus - capacity
             nodes = math.ceil(missing / pool.gpus_per_node - 1e-9)
             notes.append(
                 f"pool {name} needs {missing:g} more {pool.gpu_type} GPUs ({nodes} more nodes of "
                 f"{pool.gpus_per_node}) than max_nodes ({pool.max_nodes}) allows"
             )
             for tier in sorted({d.tier for d in group}, key=lambda t: -t.rank):
-                members = [d for d in group if d.tier is tier]
-                while gpus() > capacity + 1e-9:
-                    reducible = [d for d in members if replicas[d.service] > d.min_replicas]
-                    if not reducible:
-                        break
-                    victim = max(reducible, key=lambda d: (replicas[d.service] / max(d.replicas, 1), d.service))
+                # Round-robin within the tier: the service that kept the largest share of its replicas gives one.
+                heap = [
+                    (-replicas[d.service] / max(d.replicas, 1), d.service, d)
+                    for d in group
+                    if d.tier is tier and replicas[d.service] > d.min_replicas
+                ]
+                heapq.heapify(heap)
+                while gpus > capacity + 1e-9 and heap:
+                    _, _, victim = heapq.heappop(heap)
                     replicas[victim.service] -= 1
+                    gpus -= victim.gpu_share
                     cut[victim.service] = (
                         f"pool {name} is full ({capacity} {pool.gpu_type} GPUs at max_nodes {pool.max_nodes}): "
                         f"{replicas[victim.service]} of {victim.replicas} replicas promised; needs {nodes} more "
                         f"nodes in pool {name}"
                     )
-                if gpus() <= capacity + 1e-9:
+                    if replicas[victim.service] > victim.min_replicas:
+                        share = -replicas[victim.service] / max(victim.replicas, 1)
+                        heapq.heappush(heap, (share, victim.service, victim))
+                if gpus <= capacity + 1e-9:
                     break
-        used[name] = gpus()
+        used[name] = gpus
         have = current_nodes.get(name)
         need_nodes = math.ceil(used[name] / pool.gpus_per_node - 1e-9)
         if have is not None and need_nodes > have:

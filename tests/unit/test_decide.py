@@ -327,17 +327,21 @@ def test_property_targets_within_bounds_and_budget_kept(
     current = {n: {s: min(c, 6 if n == "summarize" else c)} for n, s, c in zip(names, shapes, counts, strict=True) if c}
     decision, _ = decide(_obs(dict(zip(names, rates, strict=True)), current), {}, mixed, PolicyState(), NOW)
     _targets_within_bounds(decision, mixed)
-    # No money is left unused while a service that gave way could take one more replica within the cap.
-    desired_cost = {
-        r.service: sum(n * mixed.plans[r.service].candidate(s).price_usd_per_h for s, n in r.desired.items())  # type: ignore[union-attr]
-        for r in decision.services
-    }
+    # No money is left unused while a service that gave way could take one more replica within the cap (judged
+    # on the budget stage's own result: the pools may cut further).
+    budget_cost = {}
+    unit_price = {}
     for result in decision.services:
         budget_stage = next(t for t in result.trace if t.stage is Stage.BUDGET)
-        if budget_stage.reason is Reason.LIMITED_BY_BUDGET and result.desired:
-            shape = next(iter(result.desired))
-            unit = mixed.plans[result.service].candidate(shape).price_usd_per_h  # type: ignore[union-attr]
-            assert sum(desired_cost.values()) + unit > 120.0 - 1e-6, result.service
+        size_stage = next(t for t in result.trace if t.stage is Stage.SIZE)
+        shape = parse_shape(size_stage.summary.split(" x ", 1)[1]) if " x " in size_stage.summary else None
+        candidate = mixed.plans[result.service].candidate(shape) if shape is not None else None
+        unit_price[result.service] = candidate.price_usd_per_h if candidate is not None else 0.0
+        budget_cost[result.service] = int(budget_stage.summary.split()[0]) * unit_price[result.service]
+    for result in decision.services:
+        budget_stage = next(t for t in result.trace if t.stage is Stage.BUDGET)
+        if budget_stage.reason is Reason.LIMITED_BY_BUDGET:
+            assert sum(budget_cost.values()) + unit_price[result.service] > 120.0 - 1e-6, result.service
     # The cap holds unless every service is down to min_replicas on one shape.
     if decision.cost_usd_per_h > 120.0 + 1e-6:
         for result in decision.services:
