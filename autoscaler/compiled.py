@@ -8,7 +8,7 @@ which keeps `decide` fast for thousands of services.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autoscaler.catalog import Catalog
 from autoscaler.config import NodePool, Scenario, Service
@@ -37,12 +37,10 @@ class ServicePlan:
     service: Service
     candidates: tuple[Candidate, ...]
     horizon_s: float
+    by_shape: Mapping[Shape, Candidate] = field(default_factory=dict)
 
     def candidate(self, shape: Shape) -> Candidate | None:
-        for candidate in self.candidates:
-            if candidate.shape == shape:
-                return candidate
-        return None
+        return self.by_shape.get(shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,4 +124,4 @@ def _plan(service: Service, compiled: CompiledScenario) -> ServicePlan:
         candidates.append(Candidate(shape, pool_name, price, share, profile, "", startup))
     usable = [c.startup_s for c in candidates if c.profile is not None]
     horizon = compiled.scenario.policy.tick_s + (max(usable) if usable else 0.0)
-    return ServicePlan(service, tuple(candidates), horizon)
+    return ServicePlan(service, tuple(candidates), horizon, {c.shape: c for c in candidates})

@@ -164,9 +164,13 @@ class ShapeRejected(ValueError):  # noqa: N818 - a verdict, not a failure of the
     """A (model, shape) that cannot serve at all; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ReplicaProfile:
-    """Performance of one replica of `model` on `shape` (see the module docstring for the formulas)."""
+    """Performance of one replica of `model` on `shape` (see the module docstring for the formulas).
+
+    Compared and hashed by identity: a ProfileBook derives each (model, shape, precision) once, and capacity
+    caches key on the profile, so hashing its dozen figures on every lookup would be wasted work.
+    """
 
     model: str
     shape: Shape
