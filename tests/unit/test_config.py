@@ -29,6 +29,7 @@ from autoscaler.config import (
 from autoscaler.datafiles import config_dir
 from autoscaler.errors import ConfigError
 from autoscaler.perf import ProfileBook
+from tests.unit.conftest import scenario_dict
 
 SOURCE = "scenario.yaml"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -48,26 +49,14 @@ Changes = tuple[tuple[str, Any], ...]
 
 
 def _base() -> dict[str, Any]:
-    """A small valid scenario: an H100 pool (MIG allowed, catalog price) and an L4 pool (own price)."""
-    return {
-        "name": "test-fleet",
-        "fleet": {
-            "pools": [
-                {"name": "h100", "gpu_type": "H100-80GB", "gpus_per_node": 8, "max_nodes": 4, "mig_allowed": True},
-                {"name": "l4", "gpu_type": "L4", "gpus_per_node": 4, "max_nodes": 2, "gpu_price_usd_per_h": 0.8},
-            ]
-        },
-        "services": [
-            {
-                "name": "chat",
-                "model": "Llama-3.1-8B",
-                "slo": {"ttft_p95_s": 0.5, "tpot_p95_s": 0.05},
-                "min_replicas": 1,
-                "max_replicas": 4,
-                "allowed_shapes": ["H100-80GB"],
-            }
-        ],
-    }
+    """The shared small scenario (an H100 pool with MIG and catalog price, an L4 pool with its own price), with
+    the bounds these tables assume: 2 L4 nodes, at most 4 chat replicas, the default tier."""
+    data = scenario_dict(name="test-fleet")
+    data["fleet"]["pools"][1]["max_nodes"] = 2
+    chat = data["services"][0]
+    del chat["tier"]
+    chat["max_replicas"] = 4
+    return data
 
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
