@@ -39,7 +39,8 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(profile_app, name="profile")
 
 # soft_wrap: a message is one line however narrow the terminal (or pipe) is, so that "one line per error" holds.
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, `make demo | tee`) gets a wide page instead of Rich's 80-column default.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
