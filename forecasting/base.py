@@ -1,0 +1,265 @@
+"""The one Forecaster contract, its input cleaning, and the calibration every model shares.
+
+Stability: alpha. Subclasses implement `_fit(y)` and `_predict_from(index, horizon)`; everything else is here.
+
+- `__init__` stores hyperparameters only (no validation, no fitting), so that a model can be cloned from them.
+- `fit(y, step_s)` validates and cleans the series, fits, then calibrates quantiles; attributes set by fitting end
+  in `_`. `update(new_values)` appends observations cheaply (a refit happens every `refit_every` points);
+  `predict(horizon, quantiles)` returns a `Forecast` with the mean and the requested quantiles per step.
+- Input: NaN is missing data (a gap in the series), never zero load. Negative and infinite values are treated as
+  missing too. The model sees the series with gaps filled by carrying the last value forward (or the first
+  value backward at the start); the report says how many values were missing, negative or zero.
+- Quantiles are conformal: the model's relative errors at each horizon step, from a rolling backtest at fit time
+  and then from every forecast it issued and saw come true, give the quantiles of y / mean - 1 per step. They hold
+  their coverage whatever the model, and adapt when the series changes regime.
+- A short-horizon burst correction follows a burst in progress: the last one-step relative error, decayed by its
+  lag-1 autocorrelation over the steps, scales the mean (so a spike is not ignored until the next refit).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from forecasting.forecast import Forecast
+
+FloatArray = npt.NDArray[np.float64]
+DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True, slots=True)
+class DataReport:
+    """What cleaning found in the input series."""
+
+    length: int
+    missing: int
+    negative: int
+    non_finite: int
+    zeros: int
+
+    def describe(self) -> str:
+        parts = [f"{self.length} points"]
+        for name in ("missing", "negative", "non_finite", "zeros"):
+            count = getattr(self, name)
+            if count:
+                parts.append(f"{count} {name.replace('_', '-')}")
+        return ", ".join(parts)
+
+
+def clean_series(values: Sequence[float] | FloatArray) -> tuple[FloatArray, DataReport]:
+    """A float copy with negative and infinite values turned into NaN (missing), and a report."""
+    array = np.array(values, dtype=np.float64, copy=True)
+    missing = int(np.isnan(array).sum())
+    non_finite = int(np.isinf(array).sum())
+    negative = int((array < 0).sum())
+    array[~np.isfinite(array)] = np.nan
+    array[array < 0] = np.nan
+    zeros = int((array == 0).sum())
+    return array, DataReport(len(array), missing, negative, non_finite, zeros)
+
+
+def fill_gaps(array: FloatArray) -> FloatArray:
+    """Carry the last observed value over gaps (the first observed one backwards at the start)."""
+    filled = array.copy()
+    mask = np.isnan(filled)
+    if not mask.any():
+        return filled
+    if mask.all():
+        raise ValueError("the series has no observed value")
+    index = np.where(~mask, np.arange(len(filled)), 0)
+    np.maximum.accumulate(index, out=index)
+    filled = filled[index]
+    first = int(np.argmax(~mask))
+    filled[:first] = filled[first]
+    return filled
+
+
+class Forecaster(abc.ABC):
+    """Base of every forecasting model (see the module docstring for the contract)."""
+
+    alias: ClassVar[str] = "forecaster"
+
+    def __init__(
+        self,
+        *,
+        calibration_window: int = 500,
+        burst_correction: bool = True,
+        refit_every: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.calibration_window = calibration_window
+        self.burst_correction = burst_correction
+        self.refit_every = refit_every
+        self.seed = seed
+
+    # ── the public contract ─────────────────────────────────────────────────────────────────────────────────────
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters as given to __init__ (for cloning and reports)."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+
+    def clone(self) -> Self:
+        return type(self)(**self.get_params())
+
+    @property
+    def name(self) -> str:
+        return self.alias
+
+    def fit(self, y: Sequence[float] | FloatArray, step_s: float, start_s: float = 0.0) -> Self:
+        """Fit on `y` (one value per step of `step_s` seconds from `start_s`; NaN = missing)."""
+        if not step_s > 0:
+            raise ValueError(f"step_s ({step_s}) must be > 0")
+        observed, report = clean_series(y)
+        if len(observed) < 2 or np.isnan(observed).all():
+            raise ValueError(f"cannot fit on {report.describe()}")
+        self.step_s_ = float(step_s)
+        self.start_s_ = float(start_s)
+        self.observed_ = observed
+        self.filled_ = fill_gaps(observed)
+        self.report_ = report
+        self.since_fit_ = 0
+        self._fit(self.filled_)
+        self._set_floor()
+        self._calibrate()
+        return self
+
+    def update(self, new_values: Sequence[float] | FloatArray) -> Self:
+        """Append new observations; refit every `refit_every` points, else only advance the state."""
+        self._check_fitted()
+        new, _ = clean_series(new_values)
+        if len(new) == 0:
+            return self
+        start = len(self.filled_)
+        last = self.filled_[-1]
+        filled_new = fill_gaps(np.concatenate(([last], new)))[1:]
+        self.observed_ = np.concatenate((self.observed_, new))
+        self.filled_ = np.concatenate((self.filled_, filled_new))
+        self.since_fit_ += len(new)
+        if self.refit_every is not None and self.since_fit_ >= self.refit_every:
+            self.since_fit_ = 0
+            self._fit(self.filled_)
+        else:
+            self._advance(start)
+        self._set_floor()
+        for offset, value in enumerate(new):
+            self._record_outcome(start + offset, float(value))
+        return self
+
+    def predict(self, horizon: int, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> Forecast:
+        """Mean and quantiles for the next `horizon` steps."""
+        self._check_fitted()
+        if horizon < 1:
+            raise ValueError(f"horizon ({horizon}) must be >= 1")
+        origin = len(self.filled_)
+        mean = self._corrected_mean(origin, horizon)
+        self._issued.append((origin, mean))
+        values = {q: tuple(float(v) for v in self._quantile_path(mean, q)) for q in sorted(quantiles)}
+        issued_at = self.start_s_ + origin * self.step_s_
+        return Forecast(self.step_s_, tuple(float(v) for v in mean), values, self.name, issued_at)
+
+    # ── what subclasses implement ───────────────────────────────────────────────────────────────────────────────
+
+    @abc.abstractmethod
+    def _fit(self, y: FloatArray) -> None:
+        """Fit on the gap-filled series `y` (state for forecasting from any origin up to len(y))."""
+
+    @abc.abstractmethod
+    def _predict_from(self, origin: int, horizon: int) -> FloatArray:
+        """Mean forecast of steps origin .. origin + horizon - 1 using only self.filled_[:origin]."""
+
+    def _advance(self, start: int) -> None:  # noqa: B027 - optional hook, most models need nothing
+        """New values were appended from index `start`: advance any state (cheap; no refit)."""
+
+    @classmethod
+    def test_params(cls) -> list[dict[str, Any]]:
+        """Small hyperparameter sets for the shared contract test."""
+        return [{}]
+
+    # ── calibration ─────────────────────────────────────────────────────────────────────────────────────────────
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "filled_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
+
+    def _calibrate(self, max_horizon: int = 64) -> None:
+        """Relative errors per horizon step from a rolling backtest over the end of the fitted series."""
+        n = len(self.filled_)
+        self.max_horizon_ = max_horizon
+        self._errors: list[deque[float]] = [deque(maxlen=self.calibration_window) for _ in range(max_horizon)]
+        self._issued: deque[tuple[int, FloatArray]] = deque(maxlen=max_horizon + 1)
+        self._one_step: deque[float] = deque(maxlen=self.calibration_window)
+        self._last_error = 0.0
+        self._decay = 0.0
+        origins = min(self.calibration_window, max(0, n // 3))
+        step = max(1, origins // 100)  # at most ~100 backtest forecasts at fit time
+        for origin in range(n - origins, n, step):
+            horizon = min(max_horizon, n - origin)
+            mean = self._predict_from(origin, horizon)
+            actual = self.observed_[origin : origin + horizon]
+            for k in range(horizon):
+                self._add_error(k, float(actual[k]), float(mean[k]))
+        self._refresh_decay()
+
+    def _add_error(self, k: int, actual: float, mean: float) -> None:
+        if math.isnan(actual):
+            return
+        relative = actual / self._floor(mean) - 1.0
+        self._errors[k].append(relative)
+        if k == 0:
+            self._one_step.append(relative)
+            self._last_error = relative
+
+    def _set_floor(self) -> None:
+        # Relative errors divide by the mean; near zero load they would explode, so the divisor never drops
+        # below 1 % of the recent level.
+        self._level_floor = max(0.01 * float(np.mean(self.filled_[-1000:])), 1e-9)
+
+    def _floor(self, mean: float) -> float:
+        return max(mean, self._level_floor)
+
+    def _record_outcome(self, index: int, actual: float) -> None:
+        for origin, mean in self._issued:
+            k = index - origin
+            if 0 <= k < len(mean):
+                self._add_error(k, actual, float(mean[k]))
+        if not math.isnan(actual) and (not self._issued or self._issued[-1][0] != index):
+            # No forecast was issued at this origin: score the model's own one-step forecast, so the burst
+            # correction follows the series even when nobody asks.
+            mean = self._predict_from(index, 1)
+            self._add_error(0, actual, float(mean[0]))
+        if len(self._one_step) % 50 == 0:
+            self._refresh_decay()
+
+    def _refresh_decay(self) -> None:
+        errors = np.array(self._one_step, dtype=np.float64)
+        if len(errors) < 10 or np.std(errors) == 0:
+            self._decay = 0.0
+            return
+        correlation = float(np.corrcoef(errors[:-1], errors[1:])[0, 1])
+        self._decay = min(max(correlation, 0.0), 0.95) if math.isfinite(correlation) else 0.0
+
+    def _corrected_mean(self, origin: int, horizon: int) -> FloatArray:
+        mean = np.maximum(self._predict_from(origin, horizon), 0.0)
+        if self.burst_correction and self._decay > 0 and self._last_error != 0:
+            factors = 1.0 + self._last_error * self._decay ** np.arange(1, horizon + 1)
+            mean = np.maximum(mean * factors, 0.0)
+        return mean
+
+    def _quantile_path(self, mean: FloatArray, q: float) -> FloatArray:
+        out = np.empty_like(mean)
+        for k in range(len(mean)):
+            errors = self._errors[min(k, self.max_horizon_ - 1)]
+            if len(errors) < 5:
+                out[k] = mean[k]
+                continue
+            relative = float(np.quantile(np.fromiter(errors, dtype=np.float64), q))
+            out[k] = max(0.0, mean[k] * (1.0 + relative))
+        # Quantile paths must not cross the mean's ordering between q's: the caller sorts q, each is monotone in q.
+        return out
