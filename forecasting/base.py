@@ -12,6 +12,7 @@ Stability: alpha. Subclasses implement `_fit(y)` and `_predict_from(index, horiz
 - Quantiles are conformal: the model's relative errors at each horizon step, from a rolling backtest at fit time
   and then from every forecast it issued and saw come true, give the quantiles of y / mean - 1 per step. They hold
   their coverage whatever the model, and adapt when the series changes regime.
+- Adaptive conformal inference then moves each quantile's level with the coverage actually seen.
 - A short-horizon burst correction follows a burst in progress: the last one-step relative error, decayed by its
   lag-1 autocorrelation over the steps, scales the mean (so a spike is not ignored until the next refit).
 """
@@ -159,8 +160,10 @@ class Forecaster(abc.ABC):
             raise ValueError(f"horizon ({horizon}) must be >= 1")
         origin = len(self.filled_)
         mean = self._corrected_mean(origin, horizon)
-        self._issued.append((origin, mean))
-        values = {q: tuple(float(v) for v in self._quantile_path(mean, q)) for q in sorted(quantiles)}
+        levels = self._levels(sorted(quantiles))
+        paths = {q: self._quantile_path(mean, level) for q, level in levels.items()}
+        self._issued.append((origin, mean, paths))
+        values = {q: tuple(float(v) for v in path) for q, path in paths.items()}
         issued_at = self.start_s_ + origin * self.step_s_
         return Forecast(self.step_s_, tuple(float(v) for v in mean), values, self.name, issued_at)
 
@@ -193,7 +196,8 @@ class Forecaster(abc.ABC):
         n = len(self.filled_)
         self.max_horizon_ = max_horizon
         self._errors: list[deque[float]] = [deque(maxlen=self.calibration_window) for _ in range(max_horizon)]
-        self._issued: deque[tuple[int, FloatArray]] = deque(maxlen=max_horizon + 1)
+        self._issued: deque[tuple[int, FloatArray, dict[float, FloatArray]]] = deque(maxlen=max_horizon + 1)
+        self._adjusted: dict[float, float] = {}
         self._one_step: deque[float] = deque(maxlen=self.calibration_window)
         self._last_error = 0.0
         self._decay = 0.0
@@ -225,10 +229,13 @@ class Forecaster(abc.ABC):
         return max(mean, self._level_floor)
 
     def _record_outcome(self, index: int, actual: float) -> None:
-        for origin, mean in self._issued:
+        for origin, mean, paths in self._issued:
             k = index - origin
             if 0 <= k < len(mean):
                 self._add_error(k, actual, float(mean[k]))
+                if not math.isnan(actual):
+                    for q, path in paths.items():
+                        self._adapt(q, actual <= path[k])
         if not math.isnan(actual) and (not self._issued or self._issued[-1][0] != index):
             # No forecast was issued at this origin: score the model's own one-step forecast, so the burst
             # correction follows the series even when nobody asks.
@@ -236,6 +243,25 @@ class Forecaster(abc.ABC):
             self._add_error(0, actual, float(mean[0]))
         if len(self._one_step) % 50 == 0:
             self._refresh_decay()
+
+    # Adaptive conformal inference (Gibbs and Candes, 2021): each requested quantile q is read at a level that
+    # moves by ADAPT_RATE toward the coverage actually seen, so a regime the calibration errors did not contain
+    # (a burstier hour) still gets its q of outcomes below the q-quantile over time.
+    ADAPT_RATE: ClassVar[float] = 0.002
+
+    def _adapt(self, q: float, covered: bool) -> None:
+        level = self._adjusted.get(q, q)
+        level += self.ADAPT_RATE * (q - (1.0 if covered else 0.0))
+        self._adjusted[q] = min(max(level, q / 2), 0.999)
+
+    def _levels(self, quantiles: Sequence[float]) -> dict[float, float]:
+        """The adjusted level of each requested quantile, kept in the order of the quantiles."""
+        levels: dict[float, float] = {}
+        floor = 0.0
+        for q in quantiles:
+            floor = max(floor, self._adjusted.get(q, q))
+            levels[q] = floor
+        return levels
 
     def _refresh_decay(self) -> None:
         errors = np.array(self._one_step, dtype=np.float64)

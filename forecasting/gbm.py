@@ -4,7 +4,8 @@ One model serves every horizon step (the step is a feature), trained on the medi
 ratio between the target and the recent level, so that it transfers across load levels. Features at an origin
 (the last observed index is origin - 1) for target step k:
 - the last `lags` values, divided by their mean (the scale);
-- the value one day and one week before the target time, divided by the scale (when the history has them);
+- the latest value at the same time of day and of week as the target, divided by the scale (when the history
+  holds two days, or two weeks);
 - the target's time of day (sine and cosine) and day of week;
 - k.
 Quantiles come from the shared conformal calibration (`Forecaster`), which holds its coverage better than
@@ -51,22 +52,27 @@ class QuantileGBM(Forecaster):
         scale = max(float(np.mean(recent)), 1e-6)
         lag_values = np.full(lags, 1.0)
         lag_values[lags - len(recent) :] = recent / scale
-        day = round(_DAY_S / self.step_s_)
-        week = round(_WEEK_S / self.step_s_)
-        rows = np.empty((len(steps), lags + 6))
+        seasons = self.seasons_
+        rows = np.empty((len(steps), lags + len(seasons) + 4))
         for i, k in enumerate(steps.astype(int)):
             target = origin + k
             t_s = self.start_s_ + target * self.step_s_
-            day_ago = y[target - day] / scale if 0 <= target - day < origin else np.nan
-            week_ago = y[target - week] / scale if 0 <= target - week < origin else np.nan
             phase = 2 * math.pi * (t_s % _DAY_S) / _DAY_S
             rows[i, :lags] = lag_values
+            for j, season in enumerate(seasons):
+                back = target - season * (1 + (k // season))  # the latest value of the same phase known at origin
+                rows[i, lags + j] = y[back] / scale if back >= 0 else np.nan
             step_feature = min(k, self.max_horizon - 1)  # beyond the trained horizon: the last trained step
-            rows[i, lags:] = (day_ago, week_ago, math.sin(phase), math.cos(phase), (t_s // _DAY_S) % 7, step_feature)
+            rows[i, lags + len(seasons) :] = (math.sin(phase), math.cos(phase), (t_s // _DAY_S) % 7, step_feature)
         return rows, scale
 
     def _fit(self, y: FloatArray) -> None:
         n = len(y)
+        # Same-phase values one day and one week back, only where the history holds two such seasons (a column
+        # that is always missing gives the trees nothing).
+        self.seasons_ = [
+            steps for steps in (round(_DAY_S / self.step_s_), round(_WEEK_S / self.step_s_)) if 2 * steps < n
+        ]
         horizon = self.max_horizon
         origins = np.arange(min(self.lags, n - 1), n - 1)
         rng = np.random.default_rng(self.seed)

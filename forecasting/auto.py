@@ -1,0 +1,132 @@
+"""Model selection by rolling-origin backtest: the model the controller uses for one series.
+
+`AutoForecaster` holds back the last `validation_fraction` of the series it is fitted on, backtests every
+candidate there (fit on the rest, forecast `horizon` steps from each origin, `update` in between, as in
+production), chooses the lowest MASE, and refits the winner on the whole series. A candidate that fails is
+skipped and its error recorded; if all fail, or the winner fails later, seasonal naive takes over, and the
+forecast's `model` names what produced it.
+
+Candidates depend on the span of the history: seasons (a week, a day, an hour, five minutes) are offered only
+where the training part holds at least two of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from forecasting.backtest import BacktestScore, rolling_origin
+from forecasting.base import FloatArray, Forecaster
+from forecasting.gbm import QuantileGBM
+from forecasting.holt_winters import HoltWinters
+from forecasting.naive import SeasonalNaive
+from forecasting.sarimax import Sarimax
+
+_SEASONS_S = (604800.0, 86400.0, 3600.0, 300.0)
+
+
+def default_candidates(span_s: float, step_s: float) -> list[Forecaster]:
+    """The candidate models for a history of `span_s` seconds at `step_s` resolution."""
+    seasons = [s for s in _SEASONS_S if span_s >= 2 * s and s >= 4 * step_s]
+    main = seasons[1] if len(seasons) > 1 and seasons[0] == 604800.0 else (seasons[0] if seasons else None)
+    candidates: list[Forecaster] = [SeasonalNaive(None)]
+    candidates.extend(SeasonalNaive(s) for s in seasons[:2])
+    candidates.append(HoltWinters(main))
+    if main is not None:
+        candidates.append(HoltWinters(None))
+    candidates.append(Sarimax(season_s=main if main is not None and main >= 3600 else None))
+    candidates.append(QuantileGBM())
+    return candidates
+
+
+class AutoForecaster(Forecaster):
+    alias = "auto"
+
+    def __init__(
+        self,
+        horizon: int = 6,
+        candidates: Sequence[Forecaster] | None = None,
+        validation_fraction: float = 0.25,
+        ensemble_size: int = 1,
+        criterion: str = "pinball",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.horizon = horizon
+        self.candidates = candidates
+        self.validation_fraction = validation_fraction
+        self.ensemble_size = ensemble_size
+        self.criterion = criterion
+
+    @property
+    def name(self) -> str:
+        chosen = getattr(self, "chosen_", None)
+        return f"auto:{self.chosen_name}" if chosen is not None else self.alias
+
+    def _fit(self, y: FloatArray) -> None:
+        n = len(y)
+        candidates = (
+            list(self.candidates) if self.candidates is not None else default_candidates(n * self.step_s_, self.step_s_)
+        )
+        split = max(2, int(n * (1 - self.validation_fraction)))
+        scale_season = _scale_season(split, self.step_s_)
+        self.scores_: dict[str, BacktestScore] = {}
+        self.failures_: dict[str, str] = {}
+        for candidate in candidates:
+            model = candidate.clone()
+            try:
+                score = rolling_origin(
+                    model, self.observed_, self.step_s_, split, self.horizon, scale_season=scale_season,
+                    start_s=self.start_s_,
+                )  # fmt: skip
+            except Exception as exc:
+                self.failures_[model.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            if np.isfinite(score.mase):
+                self.scores_[model.name] = score
+        ranked = sorted(self.scores_.items(), key=lambda item: _criterion(item[1], self.criterion))
+        by_name = {c.clone().name: c for c in candidates}
+        winners = [by_name[name] for name, _ in ranked[: max(1, self.ensemble_size)]] or [SeasonalNaive(None)]
+        self.members_: list[Forecaster] = []
+        for winner in winners:
+            model = winner.clone()
+            try:
+                self.members_.append(model.fit(self.observed_, self.step_s_, self.start_s_))
+            except Exception as exc:  # a winner failing on the whole series is dropped, and reported
+                self.failures_[model.name] = f"{type(exc).__name__}: {exc}"
+        if not self.members_:
+            self.members_ = [SeasonalNaive(None).fit(self.observed_, self.step_s_, self.start_s_)]
+        self.chosen_ = self.members_[0]
+
+    @property
+    def chosen_name(self) -> str:
+        return "+".join(m.name for m in self.members_)
+
+    def _advance(self, start: int) -> None:
+        for member in self.members_:
+            member.update(self.observed_[start:])
+
+    def _predict_from(self, origin: int, horizon: int) -> FloatArray:
+        means = [member._predict_from(origin, horizon) for member in self.members_]
+        return np.asarray(np.mean(means, axis=0), dtype=np.float64)
+
+    @classmethod
+    def test_params(cls) -> list[dict[str, Any]]:
+        return [{"horizon": 3, "candidates": [SeasonalNaive(None), HoltWinters(None, log=False)]}]
+
+
+def _criterion(score: BacktestScore, criterion: str) -> float:
+    """Lower is better. Pinball loss (the default) rewards calibrated quantiles as well as an accurate median."""
+    if criterion == "mase":
+        return score.mase
+    if criterion == "pinball":
+        return score.pinball
+    raise ValueError(f"criterion must be 'pinball' or 'mase', not {criterion!r}")
+
+
+def _scale_season(train_points: int, step_s: float) -> int:
+    """Season (in steps) of the naive forecast that scales MASE: a day if two fit, else one step."""
+    day = round(86400.0 / step_s)
+    return day if train_points >= 2 * day else 1
