@@ -1,0 +1,129 @@
+"""One contract test, run on every forecasting model (STYLE.md convention 15)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from forecasting.auto import AutoForecaster
+from forecasting.backtest import rolling_origin
+from forecasting.base import Forecaster, clean_series, fill_gaps
+from forecasting.gbm import QuantileGBM
+from forecasting.holt_winters import HoltWinters
+from forecasting.naive import SeasonalNaive
+from forecasting.sarimax import Sarimax
+
+MODELS: list[type[Forecaster]] = [SeasonalNaive, HoltWinters, Sarimax, QuantileGBM, AutoForecaster]
+CASES = [(cls, params) for cls in MODELS for params in cls.test_params()]
+IDS = [f"{cls.__name__}-{i}" for cls in MODELS for i, _ in enumerate(cls.test_params())]
+STEP_S = 60.0
+
+
+def _series(n: int = 240, seed: int = 3) -> np.ndarray:
+    """A 10-minute cycle (season 600 s = 10 steps) on a slow trend with Poisson-like noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    level = 50 + 0.05 * t + 15 * np.sin(2 * math.pi * t / 10)
+    return np.asarray(rng.poisson(level), dtype=np.float64)
+
+
+@pytest.mark.parametrize(("cls", "params"), CASES, ids=IDS)
+def test_contract(cls: type[Forecaster], params: dict[str, Any]) -> None:
+    y = _series()
+    original = y.copy()
+    model = cls(**params)
+    # __init__ stores hyperparameters only.
+    assert not any(k.endswith("_") for k in vars(model))
+    assert model.fit(y, STEP_S) is model
+    assert np.array_equal(y, original), "fit mutated its input"
+    forecast = model.predict(7, (0.5, 0.9, 0.99))
+    assert len(forecast.mean) == 7
+    assert set(forecast.quantiles) == {0.5, 0.9, 0.99}
+    for k in range(7):
+        low, mid, high = (forecast.quantiles[q][k] for q in (0.5, 0.9, 0.99))
+        assert 0 <= low <= mid <= high
+        assert math.isfinite(forecast.mean[k]) and forecast.mean[k] >= 0
+    assert forecast.model.startswith(model.name.split(":")[0])
+    assert forecast.issued_at_s == pytest.approx(len(y) * STEP_S)
+    # Same hyperparameters and seed, same data: the same forecast.
+    again = cls(**params).fit(y, STEP_S).predict(7, (0.5, 0.9, 0.99))
+    assert again.mean == pytest.approx(forecast.mean)
+    # update() absorbs new points and moves the forecast origin.
+    new = _series(260)[240:]
+    model.update(new)
+    after = model.predict(3)
+    assert after.issued_at_s == pytest.approx(260 * STEP_S)
+    assert np.array_equal(new, _series(260)[240:]), "update mutated its input"
+
+
+@pytest.mark.parametrize(("cls", "params"), CASES, ids=IDS)
+def test_gaps_and_bad_values_are_missing_data_not_zero_load(cls: type[Forecaster], params: dict[str, Any]) -> None:
+    y = _series()
+    y[100:110] = np.nan  # a gap of ten steps
+    y[50] = -3.0  # a negative reading
+    y[60] = np.inf
+    model = cls(**params).fit(y, STEP_S)
+    assert model.report_.missing == 10
+    assert model.report_.negative == 1
+    assert model.report_.non_finite == 1
+    assert np.isfinite(model.filled_).all()
+    assert model.filled_[105] == model.filled_[99]  # the gap carries the last observation, it does not drop to 0
+    forecast = model.predict(4)
+    assert all(math.isfinite(v) for v in forecast.mean)
+
+
+def test_fill_gaps_carries_forward_and_back() -> None:
+    filled = fill_gaps(np.array([np.nan, 2.0, np.nan, np.nan, 5.0, np.nan]))
+    assert filled.tolist() == [2.0, 2.0, 2.0, 2.0, 5.0, 5.0]
+    with pytest.raises(ValueError, match="no observed value"):
+        fill_gaps(np.array([np.nan, np.nan]))
+
+
+def test_cleaning_reports_what_it_found() -> None:
+    _, report = clean_series([1.0, 0.0, -1.0, math.nan, math.inf])
+    assert (report.missing, report.negative, report.non_finite, report.zeros) == (1, 1, 1, 1)
+    assert "1 zeros" in report.describe()
+
+
+def test_unfitted_model_and_bad_horizon_say_what_is_wrong() -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SeasonalNaive().predict(3)
+    model = SeasonalNaive(None).fit(_series(), STEP_S)
+    with pytest.raises(ValueError, match="horizon"):
+        model.predict(0)
+
+
+def test_seasonal_naive_repeats_the_last_season() -> None:
+    y = np.arange(20, dtype=np.float64)  # season of 600 s = 10 steps at 60 s
+    forecast = SeasonalNaive(season_s=600).fit(y, STEP_S).predict(12)
+    assert forecast.mean == tuple(float(v) for v in [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 10, 11])
+
+
+def test_quantiles_hold_their_coverage_on_a_stationary_series() -> None:
+    y = _series(1200, seed=11)
+    score = rolling_origin(HoltWinters(season_s=600.0), y, STEP_S, 800, 5, quantiles=(0.5, 0.9))
+    assert 0.85 <= score.coverage[0.9] <= 0.95
+    assert 0.4 <= score.coverage[0.5] <= 0.6
+
+
+def test_auto_chooses_by_backtest_and_falls_back_when_everything_fails() -> None:
+    class Broken(SeasonalNaive):
+        alias = "broken"
+
+        @property
+        def name(self) -> str:
+            return "broken"
+
+        def _fit(self, y: np.ndarray) -> None:
+            raise RuntimeError("no luck")
+
+    model = AutoForecaster(horizon=3, candidates=[Broken(None)]).fit(_series(), STEP_S)
+    assert "broken" in model.failures_
+    assert model.predict(3).model == "auto:naive"
+    good = AutoForecaster(horizon=3, candidates=[SeasonalNaive(None), SeasonalNaive(600.0)]).fit(_series(), STEP_S)
+    # The 10-step cycle makes the seasonal naive far better than the last value.
+    assert good.name == "auto:seasonal_naive_600s"
+    assert good.scores_["seasonal_naive_600s"].pinball < good.scores_["naive"].pinball
