@@ -51,6 +51,7 @@ class AutoForecaster(Forecaster):
         validation_fraction: float = 0.25,
         ensemble_size: int = 1,
         criterion: str = "pinball",
+        selection: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -59,6 +60,7 @@ class AutoForecaster(Forecaster):
         self.validation_fraction = validation_fraction
         self.ensemble_size = ensemble_size
         self.criterion = criterion
+        self.selection = selection
 
     @property
     def name(self) -> str:
@@ -70,10 +72,14 @@ class AutoForecaster(Forecaster):
         candidates = (
             list(self.candidates) if self.candidates is not None else default_candidates(n * self.step_s_, self.step_s_)
         )
-        split = max(2, int(n * (1 - self.validation_fraction)))
-        scale_season = _scale_season(split, self.step_s_)
         self.scores_: dict[str, BacktestScore] = {}
         self.failures_: dict[str, str] = {}
+        if not self.selection:
+            # A choice made earlier (say, yesterday's selection): fit those members, skip the backtests.
+            self._fit_members(candidates[: max(1, self.ensemble_size)])
+            return
+        split = max(2, int(n * (1 - self.validation_fraction)))
+        scale_season = _scale_season(split, self.step_s_)
         for candidate in candidates:
             model = candidate.clone()
             try:
@@ -89,6 +95,9 @@ class AutoForecaster(Forecaster):
         ranked = sorted(self.scores_.items(), key=lambda item: _criterion(item[1], self.criterion))
         by_name = {c.clone().name: c for c in candidates}
         winners = [by_name[name] for name, _ in ranked[: max(1, self.ensemble_size)]] or [SeasonalNaive(None)]
+        self._fit_members(winners)
+
+    def _fit_members(self, winners: Sequence[Forecaster]) -> None:
         self.members_: list[Forecaster] = []
         for winner in winners:
             model = winner.clone()

@@ -2,8 +2,8 @@
 
 A seasonal ARIMA with a 144-step (daily at 10 minutes) or 8,640-step season is slow to fit and fragile; K pairs of
 daily sine/cosine regressors carry the daily shape instead (the usual remedy for long seasons), and a small
-ARMA(p, q) on top follows the deviations. New observations are absorbed with `append` (same parameters, no
-refit); forecasts from past origins (for calibration) use dynamic prediction.
+ARMA(p, q) on top follows the deviations. New observations are absorbed without a refit: `extend` keeps the
+parameters and filters only the new points. Forecasts from past origins (for calibration) use dynamic prediction.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class Sarimax(Forecaster):
             warnings.simplefilter("ignore", UserWarning)
             self.result_ = model.fit(disp=False, maxiter=50)
         self.known_ = len(z)
+        self.result_start_ = first
 
     def _advance(self, start: int) -> None:
         z = np.log1p(self.filled_) if self.log else self.filled_
@@ -76,21 +77,24 @@ class Sarimax(Forecaster):
         if len(new):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ValueWarning)
-                self.result_ = self.result_.append(new, exog=self._exog(self.known_, len(new)))
+                # extend() filters only the new points from the last state (append() re-filters everything).
+                self.result_ = self.result_.extend(new, exog=self._exog(self.known_, len(new)))
+            self.result_start_ = self.known_
             self.known_ = len(z)
 
     def _predict_from(self, origin: int, horizon: int) -> FloatArray:
-        local = origin - self.fit_start_
+        local = origin - self.result_start_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ValueWarning)
             if origin >= self.known_:
                 z = self.result_.forecast(horizon, exog=self._exog(self.known_, horizon))
             elif local <= 0:
-                z = np.full(horizon, float(np.log1p(self.filled_[max(origin - 1, 0)]) if self.log else 0.0))
+                # Before the current state's data: the last value is all this model can still say.
+                last = float(self.filled_[max(origin - 1, 0)])
+                z = np.full(horizon, np.log1p(last) if self.log else last)
             else:
                 end = local + horizon - 1
-                known_end = self.known_ - self.fit_start_ - 1
-                extra = max(0, end - known_end)
+                extra = max(0, end - (self.known_ - self.result_start_ - 1))
                 prediction = self.result_.get_prediction(
                     start=local, end=end, dynamic=True, exog=self._exog(self.known_, extra) if extra else None
                 )
