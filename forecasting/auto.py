@@ -102,7 +102,8 @@ class AutoForecaster(Forecaster):
         for winner in winners:
             model = winner.clone()
             try:
-                self.members_.append(model.fit(self.observed_, self.step_s_, self.start_s_))
+                # Only the ensemble's own quantiles are read, so the members skip their calibration.
+                self.members_.append(model.fit(self.observed_, self.step_s_, self.start_s_, calibrate=False))
             except Exception as exc:  # a winner failing on the whole series is dropped, and reported
                 self.failures_[model.name] = f"{type(exc).__name__}: {exc}"
         if not self.members_:

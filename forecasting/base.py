@@ -113,8 +113,14 @@ class Forecaster(abc.ABC):
     def name(self) -> str:
         return self.alias
 
-    def fit(self, y: Sequence[float] | FloatArray, step_s: float, start_s: float = 0.0) -> Self:
-        """Fit on `y` (one value per step of `step_s` seconds from `start_s`; NaN = missing)."""
+    def fit(
+        self, y: Sequence[float] | FloatArray, step_s: float, start_s: float = 0.0, *, calibrate: bool = True
+    ) -> Self:
+        """Fit on `y` (one value per step of `step_s` seconds from `start_s`; NaN = missing).
+
+        `calibrate=False` skips the fit-time backtest of the quantiles (for a member of an ensemble, whose own
+        quantiles nobody reads); the quantiles then come from outcomes seen after the fit only.
+        """
         if not step_s > 0:
             raise ValueError(f"step_s ({step_s}) must be > 0")
         observed, report = clean_series(y)
@@ -128,7 +134,7 @@ class Forecaster(abc.ABC):
         self.since_fit_ = 0
         self._fit(self.filled_)
         self._set_floor()
-        self._calibrate()
+        self._calibrate(backtest=calibrate)
         return self
 
     def update(self, new_values: Sequence[float] | FloatArray) -> Self:
@@ -191,7 +197,7 @@ class Forecaster(abc.ABC):
         if not hasattr(self, "filled_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
 
-    def _calibrate(self, max_horizon: int = 64) -> None:
+    def _calibrate(self, max_horizon: int = 64, backtest: bool = True) -> None:
         """Relative errors per horizon step from a rolling backtest over the end of the fitted series."""
         n = len(self.filled_)
         self.max_horizon_ = max_horizon
@@ -201,8 +207,8 @@ class Forecaster(abc.ABC):
         self._one_step: deque[float] = deque(maxlen=self.calibration_window)
         self._last_error = 0.0
         self._decay = 0.0
-        origins = min(self.calibration_window, max(0, n // 3))
-        step = max(1, origins // 100)  # at most ~100 backtest forecasts at fit time
+        origins = min(self.calibration_window, max(0, n // 3)) if backtest else 0
+        step = max(1, origins // 60)  # at most ~60 backtest forecasts at fit time; outcomes add more later
         for origin in range(n - origins, n, step):
             horizon = min(max_horizon, n - origin)
             mean = self._predict_from(origin, horizon)

@@ -33,9 +33,9 @@ class QuantileGBM(Forecaster):
         self,
         lags: int = 12,
         max_horizon: int = 36,
-        max_rows: int = 20000,
-        max_iter: int = 150,
-        learning_rate: float = 0.06,
+        max_rows: int = 8000,
+        max_iter: int = 100,
+        learning_rate: float = 0.08,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
