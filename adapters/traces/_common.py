@@ -358,6 +358,40 @@ def on_grid(
     return start, step_s, columns
 
 
+def read_timed_rows(
+    lines: Iterable[str],
+    problems: Problems,
+    *,
+    fmt: str,
+    required: Sequence[str],
+    row: Callable[[list[str], CsvHeader], tuple[float, tuple[float, ...]]],
+) -> tuple[list[TimedRow], int]:
+    """Shared loop of the CSV rate formats: header, then one row per window in increasing time.
+
+    `row` turns a data row's fields into (time in seconds, values) and raises `RowError`. Returns the rows read
+    and how many data rows there were (bad ones included).
+    """
+    header: CsvHeader | None = None
+    rows: list[TimedRow] = []
+    rows_seen = 0
+    for line_no, line in numbered(lines):
+        if header is None:
+            header = CsvHeader(problems.source, line_no, line, fmt, required)
+            continue
+        rows_seen += 1
+        try:
+            time_s, values = row(header.fields(line), header)
+            check_increasing(rows, line_no, time_s)
+        except RowError as exc:
+            problems.bad(line_no, str(exc))
+            continue
+        rows.append(TimedRow(line_no, time_s, values))
+    if header is None:
+        raise DataQualityError(f"{problems.source}: empty file, expected a {fmt} header")
+    problems.nothing_usable(rows_seen)
+    return rows, rows_seen
+
+
 def check_increasing(rows: list[TimedRow], line_no: int, time_s: float) -> None:
     """A rate series row must come after the previous one."""
     if rows and time_s <= rows[-1].time_s:

@@ -15,29 +15,25 @@ from adapters.traces._common import (
     CsvHeader,
     Loaded,
     Problems,
-    RowError,
-    TimedRow,
-    check_increasing,
-    numbered,
     on_grid,
     parse_float,
     parse_rate,
     read_lines,
+    read_timed_rows,
     trace_name,
 )
-from autoscaler.errors import DataQualityError
 from autoscaler.series import RateSeries
 
 FMT = "rate"
 COLUMNS = ("time", "rate_rps")
 
 
-def _row(fields: list[str], header: CsvHeader) -> tuple[float, float]:
+def _timed_row(fields: list[str], header: CsvHeader) -> tuple[float, tuple[float, ...]]:
     time_s = parse_float(fields[header.index["time"]], "time")
     rate_text = fields[header.index["rate_rps"]].strip()
     if not rate_text or rate_text.lower() == "nan":
-        return time_s, math.nan
-    return time_s, parse_rate(rate_text, "rate_rps")
+        return time_s, (math.nan,)
+    return time_s, (parse_rate(rate_text, "rate_rps"),)
 
 
 def parse_rate_csv(
@@ -55,24 +51,7 @@ def parse_rate_csv(
     A file with one row needs `step_s`. The report's `missing_windows` counts the NaN intervals.
     """
     problems = Problems(source, skip_bad_lines)
-    header: CsvHeader | None = None
-    rows: list[TimedRow] = []
-    rows_seen = 0
-    for line_no, line in numbered(lines):
-        if header is None:
-            header = CsvHeader(source, line_no, line, FMT, COLUMNS)
-            continue
-        rows_seen += 1
-        try:
-            time_s, rate = _row(header.fields(line), header)
-            check_increasing(rows, line_no, time_s)
-        except RowError as exc:
-            problems.bad(line_no, str(exc))
-            continue
-        rows.append(TimedRow(line_no, time_s, (rate,)))
-    if header is None:
-        raise DataQualityError(f"{source}: empty file, expected a {FMT} header")
-    problems.nothing_usable(rows_seen)
+    rows, rows_seen = read_timed_rows(lines, problems, fmt=FMT, required=COLUMNS, row=_timed_row)
     start, step, (values,) = on_grid(rows, problems, step_s, None, width=1)
     series = RateSeries(name if name is not None else trace_name(source), start, step, tuple(values))
     return Loaded(series, problems.report(FMT, rows_seen, series.missing_count))

@@ -23,16 +23,13 @@ from adapters.traces._common import (
     Loaded,
     Problems,
     RowError,
-    TimedRow,
-    check_increasing,
-    numbered,
     on_grid,
     parse_float,
     parse_rate,
     read_lines,
+    read_timed_rows,
     trace_name,
 )
-from autoscaler.errors import DataQualityError
 from autoscaler.series import RateSeries
 
 FMT = "servegen"
@@ -93,24 +90,7 @@ def parse_servegen_windows(
 ) -> Loaded[ServeGenWindows]:
     """Every column of a ServeGen aggregate file; see `parse_servegen` for the rules."""
     problems = Problems(source, skip_bad_lines)
-    header: CsvHeader | None = None
-    rows: list[TimedRow] = []
-    rows_seen = 0
-    for line_no, line in numbered(lines):
-        if header is None:
-            header = CsvHeader(source, line_no, line, FMT, REQUIRED)
-            continue
-        rows_seen += 1
-        try:
-            time_s, values = _row(header.fields(line), header)
-            check_increasing(rows, line_no, time_s)
-        except RowError as exc:
-            problems.bad(line_no, str(exc))
-            continue
-        rows.append(TimedRow(line_no, time_s, values))
-    if header is None:
-        raise DataQualityError(f"{source}: empty file, expected a {FMT} header")
-    problems.nothing_usable(rows_seen)
+    rows, rows_seen = read_timed_rows(lines, problems, fmt=FMT, required=REQUIRED, row=_row)
     start, step, (rate, active, cv, share) = on_grid(rows, problems, step_s, WINDOW_S, width=4)
     base = name if name is not None else trace_name(source)
     windows = ServeGenWindows(
