@@ -13,8 +13,10 @@ Stability: alpha. Subclasses implement `_fit(y)` and `_predict_from(index, horiz
   and then from every forecast it issued and saw come true, give the quantiles of y / mean - 1 per step. They hold
   their coverage whatever the model, and adapt when the series changes regime.
 - Adaptive conformal inference then moves each quantile's level with the coverage actually seen.
-- A short-horizon burst correction follows a burst in progress: the last one-step relative error, decayed by its
-  lag-1 autocorrelation over the steps, scales the mean (so a spike is not ignored until the next refit).
+- A short-horizon burst correction follows a burst in progress: the last one-step relative error of the model,
+  decayed by its lag-1 autocorrelation over the steps, scales the mean (so a spike is not ignored until the next
+  refit); a level shift (several one-step errors of one sign, far outside the usual spread) scales it by their
+  mean until the model catches up.
 """
 
 from __future__ import annotations
@@ -165,10 +167,11 @@ class Forecaster(abc.ABC):
         if horizon < 1:
             raise ValueError(f"horizon ({horizon}) must be >= 1")
         origin = len(self.filled_)
-        mean = self._corrected_mean(origin, horizon)
+        raw = np.maximum(self._predict_from(origin, horizon), 0.0)
+        mean = self._corrected(raw)
         levels = self._levels(sorted(quantiles))
         paths = {q: self._quantile_path(mean, level) for q, level in levels.items()}
-        self._issued.append((origin, mean, paths))
+        self._issued.append((origin, mean, paths, float(raw[0])))
         values = {q: tuple(float(v) for v in path) for q, path in paths.items()}
         issued_at = self.start_s_ + origin * self.step_s_
         return Forecast(self.step_s_, tuple(float(v) for v in mean), values, self.name, issued_at)
@@ -202,7 +205,7 @@ class Forecaster(abc.ABC):
         n = len(self.filled_)
         self.max_horizon_ = max_horizon
         self._errors: list[deque[float]] = [deque(maxlen=self.calibration_window) for _ in range(max_horizon)]
-        self._issued: deque[tuple[int, FloatArray, dict[float, FloatArray]]] = deque(maxlen=max_horizon + 1)
+        self._issued: deque[tuple[int, FloatArray, dict[float, FloatArray], float]] = deque(maxlen=max_horizon + 1)
         self._adjusted: dict[float, float] = {}
         self._one_step: deque[float] = deque(maxlen=self.calibration_window)
         self._last_error = 0.0
@@ -215,16 +218,21 @@ class Forecaster(abc.ABC):
             actual = self.observed_[origin : origin + horizon]
             for k in range(horizon):
                 self._add_error(k, float(actual[k]), float(mean[k]))
+            self._add_raw_error(float(actual[0]), float(mean[0]))
         self._refresh_decay()
 
     def _add_error(self, k: int, actual: float, mean: float) -> None:
         if math.isnan(actual):
             return
-        relative = actual / self._floor(mean) - 1.0
-        self._errors[k].append(relative)
-        if k == 0:
-            self._one_step.append(relative)
-            self._last_error = relative
+        self._errors[k].append(actual / self._floor(mean) - 1.0)
+
+    def _add_raw_error(self, actual: float, raw_mean: float) -> None:
+        """The model's own (uncorrected) one-step error: what the burst and level-shift corrections read."""
+        if math.isnan(actual):
+            return
+        relative = actual / self._floor(raw_mean) - 1.0
+        self._one_step.append(relative)
+        self._last_error = relative
 
     def _set_floor(self) -> None:
         # Relative errors divide by the mean; near zero load they would explode, so the divisor never drops
@@ -235,18 +243,21 @@ class Forecaster(abc.ABC):
         return max(mean, self._level_floor)
 
     def _record_outcome(self, index: int, actual: float) -> None:
-        for origin, mean, paths in self._issued:
+        scored = False
+        for origin, mean, paths, raw_first in self._issued:
             k = index - origin
             if 0 <= k < len(mean):
                 self._add_error(k, actual, float(mean[k]))
+                if k == 0:
+                    self._add_raw_error(actual, raw_first)
+                    scored = True
                 if not math.isnan(actual):
                     for q, path in paths.items():
                         self._adapt(q, actual <= path[k])
-        if not math.isnan(actual) and (not self._issued or self._issued[-1][0] != index):
-            # No forecast was issued at this origin: score the model's own one-step forecast, so the burst
-            # correction follows the series even when nobody asks.
-            mean = self._predict_from(index, 1)
-            self._add_error(0, actual, float(mean[0]))
+        if not scored and not math.isnan(actual):
+            # No forecast was issued at this origin: score the model's own one-step forecast, so that the burst
+            # and level-shift corrections follow the series even when nobody asks.
+            self._add_raw_error(actual, float(self._predict_from(index, 1)[0]))
         if len(self._one_step) % 50 == 0:
             self._refresh_decay()
 
@@ -277,12 +288,39 @@ class Forecaster(abc.ABC):
         correlation = float(np.corrcoef(errors[:-1], errors[1:])[0, 1])
         self._decay = min(max(correlation, 0.0), 0.95) if math.isfinite(correlation) else 0.0
 
-    def _corrected_mean(self, origin: int, horizon: int) -> FloatArray:
-        mean = np.maximum(self._predict_from(origin, horizon), 0.0)
-        if self.burst_correction and self._decay > 0 and self._last_error != 0:
-            factors = 1.0 + self._last_error * self._decay ** np.arange(1, horizon + 1)
-            mean = np.maximum(mean * factors, 0.0)
-        return mean
+    SHIFT_WINDOW: ClassVar[int] = 6
+    SHIFT_Z: ClassVar[float] = 3.0
+
+    def _level_shift(self) -> float:
+        """The relative level error of the model if the last SHIFT_WINDOW one-step errors say it shifted, else 0.
+
+        A shift is declared when those errors all have one sign and their mean is more than SHIFT_Z robust standard
+        deviations of the earlier errors (1.4826 x MAD) divided by sqrt(SHIFT_WINDOW) away from zero: a model
+        fitted on a calm series can smooth so slowly (alpha near 0) that it would otherwise never follow a new
+        level until the next refit.
+        """
+        w = self.SHIFT_WINDOW
+        if len(self._one_step) < 4 * w:
+            return 0.0
+        errors = np.fromiter(self._one_step, dtype=np.float64)
+        recent, earlier = errors[-w:], errors[:-w]
+        if not ((recent > 0).all() or (recent < 0).all()):
+            return 0.0
+        spread = 1.4826 * float(np.median(np.abs(earlier - np.median(earlier))))
+        shift = float(np.mean(recent))
+        return shift if abs(shift) > self.SHIFT_Z * max(spread, 1e-9) / math.sqrt(w) else 0.0
+
+    def _corrected(self, raw: FloatArray) -> FloatArray:
+        """The model's mean with the level-shift correction, or else the decaying burst correction."""
+        if not self.burst_correction:
+            return raw
+        shift = self._level_shift()
+        if shift != 0.0:
+            return np.maximum(raw * (1.0 + shift), 0.0)
+        if self._decay > 0 and self._last_error != 0:
+            factors = 1.0 + self._last_error * self._decay ** np.arange(1, len(raw) + 1)
+            return np.maximum(raw * factors, 0.0)
+        return raw
 
     def _quantile_path(self, mean: FloatArray, q: float) -> FloatArray:
         out = np.empty_like(mean)

@@ -127,3 +127,28 @@ def test_auto_chooses_by_backtest_and_falls_back_when_everything_fails() -> None
     # The 10-step cycle makes the seasonal naive far better than the last value.
     assert good.name == "auto:seasonal_naive_600s"
     assert good.scores_["seasonal_naive_600s"].pinball < good.scores_["naive"].pinball
+
+
+@pytest.mark.parametrize(("cls", "params"), CASES, ids=IDS)
+def test_a_service_that_scales_to_zero_gets_finite_non_negative_forecasts(
+    cls: type[Forecaster], params: dict[str, Any]
+) -> None:
+    y = np.zeros(240)
+    y[::37] = 5.0  # now and then a request burst on an idle service
+    forecast = cls(**params).fit(y, STEP_S).predict(5, (0.5, 0.9, 0.99))
+    for k in range(5):
+        assert 0 <= forecast.quantiles[0.5][k] <= forecast.quantiles[0.9][k] <= forecast.quantiles[0.99][k]
+        assert math.isfinite(forecast.quantiles[0.99][k])
+
+
+def test_a_level_shift_is_followed_within_a_few_steps() -> None:
+    # 200 steps around 100, then the load doubles (ServeGen m-small changes regime like this around day 9).
+    rng = np.random.default_rng(5)
+    y = np.concatenate((rng.normal(100, 3, 200), rng.normal(200, 5, 40)))
+    model = HoltWinters(season_s=None).fit(y[:200], STEP_S)
+    for value in y[200:210]:
+        model.update([value])
+    forecast = model.predict(3)
+    # Ten steps after the shift the forecast is near the new level, not the old one.
+    assert forecast.mean[0] == pytest.approx(200, rel=0.1)
+    assert forecast.quantiles[0.9][0] >= forecast.mean[0] * 0.95
