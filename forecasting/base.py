@@ -292,23 +292,26 @@ class Forecaster(abc.ABC):
     SHIFT_Z: ClassVar[float] = 3.0
 
     def _level_shift(self) -> float:
-        """The relative level error of the model if the last SHIFT_WINDOW one-step errors say it shifted, else 0.
+        """The relative level error of the model if its last SHIFT_WINDOW one-step errors say it shifted, else 0.
 
-        A shift is declared when those errors all have one sign and their mean is more than SHIFT_Z robust standard
-        deviations of the earlier errors (1.4826 x MAD) divided by sqrt(SHIFT_WINDOW) away from zero: a model
-        fitted on a calm series can smooth so slowly (alpha near 0) that it would otherwise never follow a new
-        level until the next refit.
+        A shift is declared when those errors all have one sign and their mean lies more than SHIFT_Z robust
+        standard deviations (1.4826 x MAD) from the typical mean of SHIFT_WINDOW consecutive earlier errors. Using
+        means of consecutive errors, not single errors, keeps the ordinary runs of autocorrelated errors (which the
+        burst correction handles) from counting as shifts. Without it a model fitted on a calm series can smooth
+        so slowly (alpha near 0) that it would not follow a new level until the next refit.
         """
         w = self.SHIFT_WINDOW
-        if len(self._one_step) < 4 * w:
+        if len(self._one_step) < 5 * w:
             return 0.0
         errors = np.fromiter(self._one_step, dtype=np.float64)
         recent, earlier = errors[-w:], errors[:-w]
         if not ((recent > 0).all() or (recent < 0).all()):
             return 0.0
-        spread = 1.4826 * float(np.median(np.abs(earlier - np.median(earlier))))
+        means = np.convolve(earlier, np.full(w, 1.0 / w), mode="valid")
+        center = float(np.median(means))
+        spread = 1.4826 * float(np.median(np.abs(means - center)))
         shift = float(np.mean(recent))
-        return shift if abs(shift) > self.SHIFT_Z * max(spread, 1e-9) / math.sqrt(w) else 0.0
+        return shift if abs(shift - center) > self.SHIFT_Z * max(spread, 1e-9) else 0.0
 
     def _corrected(self, raw: FloatArray) -> FloatArray:
         """The model's mean with the level-shift correction, or else the decaying burst correction."""
