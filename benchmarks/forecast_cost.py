@@ -94,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refit-every-s", type=float, default=86400.0, help="refit interval (default: daily)")
     parser.add_argument("--seed", type=int, default=20261127)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--cpu", type=int, default=0, help="the core to pin to (one core, like a controller)")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {0})
-        print("forecast_cost: pinned to CPU 0")
+        os.sched_setaffinity(0, {args.cpu})
+        print(f"forecast_cost: pinned to CPU {args.cpu}")
     rng = np.random.default_rng(args.seed)
     families = _family_series()
     prototypes = _factory(args.model, families)
