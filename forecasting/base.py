@@ -170,7 +170,7 @@ class Forecaster(abc.ABC):
         raw = np.maximum(self._predict_from(origin, horizon), 0.0)
         mean = self._corrected(raw)
         levels = self._levels(sorted(quantiles))
-        paths = {q: self._quantile_path(mean, level) for q, level in levels.items()}
+        paths = self._quantile_paths(mean, levels)
         self._issued.append((origin, mean, paths, float(raw[0])))
         values = {q: tuple(float(v) for v in path) for q, path in paths.items()}
         issued_at = self.start_s_ + origin * self.step_s_
@@ -325,14 +325,20 @@ class Forecaster(abc.ABC):
             return np.maximum(raw * factors, 0.0)
         return raw
 
-    def _quantile_path(self, mean: FloatArray, q: float) -> FloatArray:
-        out = np.empty_like(mean)
+    def _quantile_paths(self, mean: FloatArray, levels: dict[float, float]) -> dict[float, FloatArray]:
+        """Each requested quantile's path: the mean times (1 + the level-quantile of the relative errors at step k).
+
+        Levels are non-decreasing in q, so the paths never cross. One array per step serves every quantile.
+        """
+        paths = {q: np.empty_like(mean) for q in levels}
+        wanted = list(levels.values())
         for k in range(len(mean)):
             errors = self._errors[min(k, self.max_horizon_ - 1)]
             if len(errors) < 5:
-                out[k] = mean[k]
+                for q in levels:
+                    paths[q][k] = mean[k]
                 continue
-            relative = float(np.quantile(np.fromiter(errors, dtype=np.float64), q))
-            out[k] = max(0.0, mean[k] * (1.0 + relative))
-        # Quantile paths must not cross the mean's ordering between q's: the caller sorts q, each is monotone in q.
-        return out
+            relative = np.quantile(np.fromiter(errors, dtype=np.float64, count=len(errors)), wanted)
+            for q, r in zip(levels, relative, strict=True):
+                paths[q][k] = max(0.0, mean[k] * (1.0 + float(r)))
+        return paths
