@@ -12,6 +12,7 @@ overlap; at most `max_instances` of each profile; compute slices add up to at mo
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -190,6 +191,26 @@ class Catalog:
         used = {slot for p in placements for slot in range(p.start, p.start + p.memory_slices)}
         free = tuple(s for s in range(geometry.memory_slices) if s not in used)
         return MigLayoutCheck(gpu.name, True, tuple(sorted(placements, key=lambda p: p.start)), "", free)
+
+
+@functools.lru_cache(maxsize=64)
+def valid_layouts(catalog: Catalog, gpu_type: str) -> tuple[tuple[tuple[str, int], ...], ...]:
+    """Every valid non-empty MIG layout of a GPU type as (profile, count) pairs, +me profiles left out.
+
+    77 for the 7-compute / 8-memory-slice GPUs, 9 for the A30 (the reference's enumeration); () without MIG.
+    """
+    gpu = catalog.gpu(gpu_type)
+    if gpu.mig is None:
+        return ()
+    profiles = [p for p in gpu.mig.profiles.values() if not p.name.endswith("+me")]
+    layouts = []
+    for counts in itertools.product(*(range(p.max_instances + 1) for p in profiles)):
+        if not any(counts):
+            continue
+        multiset = [p.name for p, c in zip(profiles, counts, strict=True) for _ in range(c)]
+        if catalog.check_mig_layout(gpu.name, multiset).valid:
+            layouts.append(tuple((p.name, c) for p, c in zip(profiles, counts, strict=True) if c))
+    return tuple(layouts)
 
 
 def _place(profiles: list[MigProfile], slots: int) -> list[MigPlacement] | None:

@@ -5,8 +5,8 @@ fragmentation:
 1. Whole-GPU replicas, largest gang first: a node with enough free whole GPUs, preferring nodes already in use and
    then the tightest fit; a gang never spans nodes.
 2. MIG instances, largest first: a free instance of the profile in an existing layout (no reconfiguration); else a
-   GPU with no occupant gets a new layout, packed with as many of the waiting instances of that GPU type as fit
-   (largest first, each step checked by the catalog's layout rule).
+   GPU with no occupant gets a new layout: the valid layout (from the catalog's enumeration) that holds this
+   instance and covers the most of the waiting instances of that GPU type, weighted by the GPU share they take.
 3. GPU shares (time-slicing), largest first, onto shared GPUs with room, else a free GPU of a pool that allows it.
 4. What does not fit on the existing nodes is placed on nodes the pool may still add (up to max_nodes); the count
    of those is the hint for the cluster autoscaler, and the rest is unplaced with the reason.
@@ -16,10 +16,11 @@ Cordoned nodes take nothing new.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from autoscaler.catalog import Catalog, MigPlacement
+from autoscaler.catalog import Catalog, MigPlacement, valid_layouts
 from autoscaler.config import NodePool
 from autoscaler.placement.model import GpuPlan, NodeState, PlacedReplica, Placement, ReplicaRequest, Unplaced
 from autoscaler.shapes import Shape, ShapeKind
@@ -123,27 +124,47 @@ class _Planner:
         if best is not None:
             _, gpu, instance = best
             return self._occupy(gpu, instance, service, shape)
-        # 2. A GPU with no occupant gets a new layout, packed with the waiting instances of its type.
+        # 2. A GPU with no occupant gets a new layout: of the valid layouts that hold this instance, the one that
+        #    covers the most of the waiting instances of this GPU type (by the GPU share they take).
+        layout = self._best_layout(shape, waiting, nodes)
+        if layout is None:
+            return None
         for node in nodes:
             empty = sorted((g for g in node.gpus if g.empty), key=lambda g: (g.layout is None, g.index))
             if not empty:
                 continue
             gpu = empty[0]
-            profiles = [shape.mig_profile]
-            for other in waiting:
-                if other.gpu_type != shape.gpu_type or other.mig_profile is None:
-                    continue
-                trial = [*profiles, other.mig_profile]
-                if self.catalog.check_mig_layout(shape.gpu_type, trial).valid:
-                    profiles = trial
-            check = self.catalog.check_mig_layout(shape.gpu_type, profiles)
-            if not check.valid:
-                continue
+            check = self.catalog.check_mig_layout(shape.gpu_type, layout)
             gpu.layout = list(check.placements)
             gpu.reconfigured = True
             instance = next(p for p in gpu.layout if p.profile == shape.mig_profile)
             return self._occupy(gpu, instance, service, shape)
         return None
+
+    def _best_layout(self, shape: Shape, waiting: list[Shape], nodes: list[_Node]) -> list[str] | None:
+        assert shape.mig_profile is not None
+        pending = Counter(s.mig_profile for s in waiting if s.gpu_type == shape.gpu_type and s.mig_profile)
+        # Instances that already wait free in existing layouts will take their share of what is pending.
+        for node in nodes:
+            for gpu in node.gpus:
+                for instance in gpu.layout or ():
+                    if instance.start not in gpu.instances and pending[instance.profile] > 0:
+                        pending[instance.profile] -= 1
+        pending[shape.mig_profile] += 1
+        pending = +pending  # drop the profiles nothing is left waiting for
+        share = {name: self.catalog.gpu_share(Shape(shape.gpu_type, ShapeKind.MIG, 1, name)) for name in pending}
+        best: tuple[float, int, list[str]] | None = None
+        for layout in valid_layouts(self.catalog, shape.gpu_type):
+            counts = dict(layout)
+            if counts.get(shape.mig_profile, 0) < 1:
+                continue
+            covered = sum(min(counts.get(p, 0), n) * share[p] for p, n in pending.items())
+            idle = sum(counts.values()) - sum(min(counts.get(p, 0), n) for p, n in pending.items())
+            # Most demand covered; then the fewest instances nobody waits for (they would sit empty).
+            key = (covered, -idle)
+            if best is None or key > best[:2]:
+                best = (covered, -idle, [p for p, c in layout for _ in range(c)])
+        return None if best is None else best[2]
 
     @staticmethod
     def _occupy(gpu: _Gpu, instance: MigPlacement, service: str, shape: Shape) -> PlacedReplica:
