@@ -50,10 +50,15 @@ class _Node:
     state: NodeState
     gpus: list[_Gpu]
     added: bool = False
+    occupied: int = 0  # GPUs with an occupant, kept up to date by _Planner._use
 
     @property
     def in_use(self) -> bool:
-        return any(not g.empty for g in self.gpus)
+        return self.occupied > 0
+
+    @property
+    def empty_count(self) -> int:
+        return len(self.gpus) - self.occupied
 
 
 def _initial_gpus(node: NodeState, catalog: Catalog) -> list[_Gpu]:
@@ -71,27 +76,74 @@ def _initial_gpus(node: NodeState, catalog: Catalog) -> list[_Gpu]:
 
 
 class _Planner:
+    """Working state of one placement. Eligible nodes are listed once per (GPU type, kind), and free MIG instances
+    are indexed by (GPU type, profile), so that a fleet of thousands of nodes is not rescanned per replica."""
+
     def __init__(self, nodes: list[_Node], pools: Mapping[str, NodePool], catalog: Catalog) -> None:
-        self.nodes = nodes
+        self.nodes: list[_Node] = []
         self.pools = pools
         self.catalog = catalog
+        self._eligible: dict[tuple[str, ShapeKind], list[_Node]] = {}
+        self._names: dict[str, _Node] = {}
+        self._free: dict[tuple[str, str], dict[tuple[str, int, int], tuple[_Gpu, MigPlacement]]] = {}
+        for node in nodes:
+            self.add_node(node)
+
+    def add_node(self, node: _Node) -> None:
+        self.nodes.append(node)
+        self._names[node.state.name] = node
+        self._eligible.clear()
+        for gpu in node.gpus:
+            self._index_free(gpu)
+
+    def _mig_ok(self, gpu: _Gpu) -> bool:
+        pool = self.pools.get(gpu.node.pool)
+        return not gpu.node.cordoned and pool is not None and pool.mig_allowed
+
+    def _index_free(self, gpu: _Gpu) -> None:
+        if gpu.layout is None or not self._mig_ok(gpu):
+            return
+        for instance in gpu.layout:
+            if instance.start not in gpu.instances:
+                key = (gpu.node.gpu_type, instance.profile)
+                self._free.setdefault(key, {})[(gpu.node.name, gpu.index, instance.start)] = (gpu, instance)
+
+    def _unindex(self, gpu: _Gpu) -> None:
+        for instance in gpu.layout or ():
+            self._free.get((gpu.node.gpu_type, instance.profile), {}).pop(
+                (gpu.node.name, gpu.index, instance.start), None
+            )
+
+    def _use(self, gpu: _Gpu, node: _Node) -> None:
+        """Call before giving `gpu` an occupant: keeps the node's count of occupied GPUs right."""
+        if gpu.empty:
+            node.occupied += 1
+
+    def node_of(self, gpu: _Gpu) -> _Node:
+        return self._names[gpu.node.name]
 
     def candidates(self, shape: Shape) -> list[_Node]:
         """Nodes that may take a replica of `shape`, in-use first, then tighter (fewer empty GPUs), then name."""
-        usable = []
-        for node in self.nodes:
-            pool = self.pools.get(node.state.pool)
-            if node.state.cordoned or pool is None or node.state.gpu_type != shape.gpu_type:
-                continue
-            if shape.kind is ShapeKind.MIG and not pool.mig_allowed:
-                continue
-            if shape.kind is ShapeKind.FRACTION and not pool.fractional_allowed:
-                continue
-            usable.append(node)
-        return sorted(usable, key=lambda n: (not n.in_use, sum(g.empty for g in n.gpus), n.state.name))
+        key = (shape.gpu_type, shape.kind)
+        usable = self._eligible.get(key)
+        if usable is None:
+            usable = []
+            for node in self.nodes:
+                pool = self.pools.get(node.state.pool)
+                if node.state.cordoned or pool is None or node.state.gpu_type != shape.gpu_type:
+                    continue
+                if shape.kind is ShapeKind.MIG and not pool.mig_allowed:
+                    continue
+                if shape.kind is ShapeKind.FRACTION and not pool.fractional_allowed:
+                    continue
+                usable.append(node)
+            self._eligible[key] = usable
+        return sorted(usable, key=lambda n: (n.occupied == 0, n.empty_count, n.state.name))
 
     def place_gang(self, service: str, shape: Shape) -> PlacedReplica | None:
         for node in self.candidates(shape):
+            if node.empty_count < shape.gpus:
+                continue
             # MIG-off GPUs first: taking a MIG GPU (even an empty one) means re-partitioning it.
             free = sorted((g for g in node.gpus if g.empty), key=lambda g: (g.layout is not None, g.index))
             if len(free) < shape.gpus:
@@ -100,8 +152,10 @@ class _Planner:
             replica = PlacedReplica(service, shape, node.state.name, tuple(g.index for g in chosen))
             for gpu in chosen:
                 if gpu.layout is not None:
+                    self._unindex(gpu)
                     gpu.layout = None
                     gpu.reconfigured = True
+                self._use(gpu, node)
                 gpu.whole = replica
             return replica
         return None
@@ -109,47 +163,38 @@ class _Planner:
     def place_mig(self, service: str, shape: Shape, waiting: list[Shape]) -> PlacedReplica | None:
         assert shape.mig_profile is not None
         nodes = self.candidates(shape)
-        # 1. A free instance of the profile in a layout that exists: nothing to re-partition.
-        best: tuple[int, _Gpu, MigPlacement] | None = None
-        for node in nodes:
-            for gpu in node.gpus:
-                if gpu.layout is None:
-                    continue
-                for instance in gpu.layout:
-                    if instance.profile == shape.mig_profile and instance.start not in gpu.instances:
-                        key = -len(gpu.instances)
-                        if best is None or key < best[0]:
-                            best = (key, gpu, instance)
-                        break
-        if best is not None:
-            _, gpu, instance = best
+        # 1. A free instance of the profile in a layout that exists: nothing to re-partition. The fullest GPU wins
+        #    (ties: node and GPU order), which keeps empty GPUs empty for what needs them.
+        free = self._free.get((shape.gpu_type, shape.mig_profile), {})
+        if free:
+            key = min(free, key=lambda k: (-len(free[k][0].instances), k))
+            gpu, instance = free[key]
             return self._occupy(gpu, instance, service, shape)
         # 2. A GPU with no occupant gets a new layout: of the valid layouts that hold this instance, the one that
         #    covers the most of the waiting instances of this GPU type (by the GPU share they take).
-        layout = self._best_layout(shape, waiting, nodes)
+        layout = self._best_layout(shape, waiting)
         if layout is None:
             return None
         for node in nodes:
-            empty = sorted((g for g in node.gpus if g.empty), key=lambda g: (g.layout is None, g.index))
-            if not empty:
+            if node.empty_count == 0:
                 continue
+            empty = sorted((g for g in node.gpus if g.empty), key=lambda g: (g.layout is None, g.index))
             gpu = empty[0]
             check = self.catalog.check_mig_layout(shape.gpu_type, layout)
+            self._unindex(gpu)
             gpu.layout = list(check.placements)
             gpu.reconfigured = True
+            self._index_free(gpu)
             instance = next(p for p in gpu.layout if p.profile == shape.mig_profile)
             return self._occupy(gpu, instance, service, shape)
         return None
 
-    def _best_layout(self, shape: Shape, waiting: list[Shape], nodes: list[_Node]) -> list[str] | None:
+    def _best_layout(self, shape: Shape, waiting: list[Shape]) -> list[str] | None:
         assert shape.mig_profile is not None
         pending = Counter(s.mig_profile for s in waiting if s.gpu_type == shape.gpu_type and s.mig_profile)
         # Instances that already wait free in existing layouts will take their share of what is pending.
-        for node in nodes:
-            for gpu in node.gpus:
-                for instance in gpu.layout or ():
-                    if instance.start not in gpu.instances and pending[instance.profile] > 0:
-                        pending[instance.profile] -= 1
+        for profile in list(pending):
+            pending[profile] -= len(self._free.get((shape.gpu_type, profile), {}))
         pending[shape.mig_profile] += 1
         pending = +pending  # drop the profiles nothing is left waiting for
         share = {name: self.catalog.gpu_share(Shape(shape.gpu_type, ShapeKind.MIG, 1, name)) for name in pending}
@@ -166,10 +211,11 @@ class _Planner:
                 best = (covered, -idle, [p for p, c in layout for _ in range(c)])
         return None if best is None else best[2]
 
-    @staticmethod
-    def _occupy(gpu: _Gpu, instance: MigPlacement, service: str, shape: Shape) -> PlacedReplica:
+    def _occupy(self, gpu: _Gpu, instance: MigPlacement, service: str, shape: Shape) -> PlacedReplica:
         replica = PlacedReplica(service, shape, gpu.node.name, (gpu.index,), instance.start)
+        self._use(gpu, self.node_of(gpu))
         gpu.instances[instance.start] = replica
+        self._free.get((gpu.node.gpu_type, instance.profile), {}).pop((gpu.node.name, gpu.index, instance.start), None)
         return replica
 
     def place_share(self, service: str, shape: Shape) -> PlacedReplica | None:
@@ -190,6 +236,7 @@ class _Planner:
             return None
         gpu = best[1]
         replica = PlacedReplica(service, shape, gpu.node.name, (gpu.index,), None, shape.fraction)
+        self._use(gpu, self.node_of(gpu))
         gpu.shares.append(replica)
         return replica
 
@@ -294,7 +341,7 @@ def _place_on_new_node(
             reasons.append(f"pool {name} is at max_nodes ({pool.max_nodes})")
             continue
         state = NodeState(f"{name}-new-{added.get(name, 0) + 1}", name, shape.gpu_type, pool.gpus_per_node)
-        planner.nodes.append(_Node(state, _initial_gpus(state, catalog), added=True))
+        planner.add_node(_Node(state, _initial_gpus(state, catalog), added=True))
         added[name] = added.get(name, 0) + 1
         replica = planner.place(service, shape, waiting)
         if replica is not None:
