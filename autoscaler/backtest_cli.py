@@ -7,7 +7,6 @@ with the adapters and hands this module a RateSeries.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -127,12 +126,10 @@ def run_backtest(
             if on_progress is not None:
                 on_progress(name, done, total)
 
-        started = time.perf_counter()
         score = rolling_origin(
             model, values, series.step_s, train, horizon, scale_season=scale_season, start_s=series.start_s,
             on_progress=progress,
         )  # fmt: skip
-        del started
         key = "auto" if isinstance(model, AutoForecaster) else model.name
         scores[key] = score
         if isinstance(model, AutoForecaster):

@@ -30,7 +30,7 @@ from autoscaler.decide import decide
 from autoscaler.errors import ConfigError
 from autoscaler.model import Decision, Observation, PolicyState, ServiceObservation, ShapeReplicas
 from autoscaler.perf import Precision, ProfileBook, load_profile_book
-from autoscaler.series import RequestTrace as RequestTraceType
+from autoscaler.series import RequestTrace
 from autoscaler.shapes import Shape, parse_shape
 from autoscaler.sizing import evaluate
 
@@ -374,7 +374,6 @@ def backtest_command(
     from adapters.traces import load_trace
     from autoscaler.backtest_cli import parse_duration, resample, run_backtest
     from autoscaler.errors import DataQualityError
-    from autoscaler.series import RateSeries, RequestTrace
 
     try:
         loaded = load_trace(trace, trace_format)
@@ -401,7 +400,6 @@ def backtest_command(
         raise _fail(str(exc)) from None
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    assert isinstance(series, RateSeries)
     table = Table(
         title=f"{report.trace}: {report.train_points} windows of {report.step_s:g}s to train, {report.test_points} "
         f"to test, horizon {report.horizon_s:g}s",
@@ -425,9 +423,7 @@ def backtest_command(
         out.print(f"wrote {json_out}")
 
 
-def _only_service(trace: RequestTraceType, service: str) -> RequestTraceType:
-    from autoscaler.series import RequestTrace
-
+def _only_service(trace: RequestTrace, service: str) -> RequestTrace:
     if trace.service is None:
         raise ValueError("--service needs a request trace with a service column")
     keep = [i for i, name in enumerate(trace.service) if name == service]

@@ -292,7 +292,7 @@ def _stabilize(
         current: dict[Shape, ShapeReplicas] = dict(work.observed.replicas)
         item = StabilizeInput(
             service.name, service.tier, service.min_replicas, service.max_replicas, primary, work.replicas,
-            work.replicas, current, prices, work.demand.hold, work.demand.hold_message,
+            current, prices, work.demand.hold, work.demand.hold_message,
         )  # fmt: skip
         inputs.append(item)
         outcomes[service.name] = stabilize_service(item, state.services.get(service.name), policy, now_s, applied)

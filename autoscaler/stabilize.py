@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from autoscaler.config import Policy, Tier
 from autoscaler.model import Reason, ServiceState, ShapeReplicas
@@ -39,8 +39,7 @@ class StabilizeInput:
     min_replicas: int
     max_replicas: int
     primary: Shape | None
-    desired_replicas: int
-    budget_replicas: int
+    desired_replicas: int  # after budget and placement: what enforce_cap never gives back below
     current: Mapping[Shape, ShapeReplicas]
     unit_price: Mapping[Shape, float]
     hold: Reason | None = None
@@ -53,7 +52,6 @@ class StabilizeOutcome:
     reason: Reason | None
     message: str
     state: ServiceState
-    extra: tuple[str, ...] = field(default=())
 
     def cost(self, prices: Mapping[Shape, float]) -> float:
         return sum(n * prices.get(shape, 0.0) for shape, n in self.target.items())
@@ -177,7 +175,7 @@ def enforce_cap(
                 changed = True
         if item.primary is not None and item.primary in target and total > cap_usd_per_h + 1e-9:
             unit = item.unit_price.get(item.primary, 0.0)
-            floor = max(item.budget_replicas, item.min_replicas)
+            floor = max(item.desired_replicas, item.min_replicas)
             if unit > 0 and target[item.primary] > floor:
                 # As many as needed to fit, never below what the budget stage allowed.
                 needed = math.ceil((total - cap_usd_per_h) / unit - 1e-9)

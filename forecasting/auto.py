@@ -64,8 +64,7 @@ class AutoForecaster(Forecaster):
 
     @property
     def name(self) -> str:
-        chosen = getattr(self, "chosen_", None)
-        return f"auto:{self.chosen_name}" if chosen is not None else self.alias
+        return f"auto:{self.chosen_name}" if hasattr(self, "members_") else self.alias
 
     def _fit(self, y: FloatArray) -> None:
         n = len(y)
@@ -108,7 +107,6 @@ class AutoForecaster(Forecaster):
                 self.failures_[model.name] = f"{type(exc).__name__}: {exc}"
         if not self.members_:
             self.members_ = [SeasonalNaive(None).fit(self.observed_, self.step_s_, self.start_s_)]
-        self.chosen_ = self.members_[0]
 
     @property
     def chosen_name(self) -> str:

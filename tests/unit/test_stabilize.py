@@ -34,7 +34,7 @@ def _item(desired: int, current: int, *, primary=H100, others=None, min_replicas
     replicas.update(others or {})
     return StabilizeInput(
         name="chat", tier=Tier.STANDARD, min_replicas=min_replicas, max_replicas=max_replicas, primary=primary,
-        desired_replicas=desired, budget_replicas=desired, current=replicas, unit_price={H100: 6.88, SLICE: 3.44},
+        desired_replicas=desired, current=replicas, unit_price={H100: 6.88, SLICE: 3.44},
         hold=hold, hold_message="stale" if hold else "",
     )  # fmt: skip
 
