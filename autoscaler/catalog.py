@@ -136,10 +136,8 @@ class Catalog:
         A MIG instance blocks the larger of its compute and memory share: 3g.40gb takes 4 of 8 memory slices,
         so half a GPU, although it has only 3 of 7 compute slices.
         """
-        if shape.kind is ShapeKind.GPU:
-            return float(shape.gpus)
-        if shape.kind is ShapeKind.FRACTION:
-            return shape.fraction
+        if shape.kind is not ShapeKind.MIG:
+            return shape.total_gpus
         gpu = self.gpu(shape.gpu_type)
         assert gpu.mig is not None and shape.mig_profile is not None
         profile = gpu.mig_profile(shape.mig_profile)

@@ -389,6 +389,10 @@ class ProfileBook:
 
     def profile(self, model: str, shape: Shape, precision: Precision, min_kv_tokens: int = 0) -> ReplicaProfile:
         """The profile of `model` on `shape`; ShapeRejected says why the shape cannot serve the model."""
+        if shape.nodes > 1:
+            # Pipeline parallelism across nodes has its own step times (inter-node transfers, bubbles) that the
+            # derivation does not model; a multi-node replica is placed, but not sized from a derived profile.
+            raise ShapeRejected(f"{shape}: multi-node replicas have no derived performance profile")
         result = _profile_cached(self, self.canonical_model(model), self.catalog.canonical_shape(shape), precision)
         kv = result.kv_capacity_tokens.value
         if kv < max(min_kv_tokens, 1):

@@ -4,6 +4,8 @@ Three kinds, written the same way in configuration, the CLI and decisions:
 
     H100-80GB            one whole GPU                      (kind "gpu", gpus=1)
     4xH100-80GB          a gang of 4 whole GPUs on one node (kind "gpu", gpus=4; tensor parallel)
+    2x8xH100-80GB        a multi-node group: 8 GPUs on each of 2 nodes (kind "gpu", nodes=2, gpus=8; a
+                         LeaderWorkerSet: tensor parallel inside a node, pipeline parallel across them)
     H100-80GB/3g.40gb    one MIG instance of that profile   (kind "mig")
     0.25xH100-80GB       a quarter share of one GPU         (kind "fraction"; Ray `num_gpus: 0.25`, time-slicing)
 
@@ -23,7 +25,9 @@ class ShapeKind(StrEnum):
     FRACTION = "fraction"
 
 
-_SHAPE_RE = re.compile(r"^(?:(?P<count>[0-9]*\.?[0-9]+)x)?(?P<gpu>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?:/(?P<mig>[^/\s]+))?$")
+_SHAPE_RE = re.compile(
+    r"^(?:(?P<nodes>[0-9]+)x(?=[0-9]+x))?(?:(?P<count>[0-9]*\.?[0-9]+)x)?(?P<gpu>[A-Za-z][A-Za-z0-9_.-]*?)(?:/(?P<mig>[^/\s]+))?$"
+)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -35,22 +39,32 @@ class Shape:
     gpus: int = 1
     mig_profile: str | None = None
     fraction: float = 1.0
+    nodes: int = 1  # whole-GPU shapes only: the group spans this many nodes, `gpus` on each
 
     def __str__(self) -> str:
         if self.kind is ShapeKind.MIG:
             return f"{self.gpu_type}/{self.mig_profile}"
         if self.kind is ShapeKind.FRACTION:
             return f"{self.fraction:g}x{self.gpu_type}"
+        if self.nodes > 1:
+            return f"{self.nodes}x{self.gpus}x{self.gpu_type}"
         return self.gpu_type if self.gpus == 1 else f"{self.gpus}x{self.gpu_type}"
 
     @property
     def is_gang(self) -> bool:
-        """True when the replica needs several whole GPUs at once (they must land on one node)."""
-        return self.kind is ShapeKind.GPU and self.gpus > 1
+        """True when the replica needs several whole GPUs at once (`gpus` of them on each of its nodes)."""
+        return self.kind is ShapeKind.GPU and self.gpus * self.nodes > 1
+
+    @property
+    def total_gpus(self) -> float:
+        """Whole GPUs of the replica over all its nodes (the fraction for a share; 1 for a MIG instance's GPU)."""
+        if self.kind is ShapeKind.FRACTION:
+            return self.fraction
+        return float(self.gpus * self.nodes)
 
     def with_gpu_type(self, gpu_type: str) -> Shape:
         """The same shape on another (canonical) GPU type name."""
-        return Shape(gpu_type, self.kind, self.gpus, self.mig_profile, self.fraction)
+        return Shape(gpu_type, self.kind, self.gpus, self.mig_profile, self.fraction, self.nodes)
 
 
 def parse_shape(text: str, default_gpus: int = 1) -> Shape:
@@ -61,15 +75,23 @@ def parse_shape(text: str, default_gpus: int = 1) -> Shape:
 
     >>> str(parse_shape("4xH100-80GB")), str(parse_shape("0.5xL4")), str(parse_shape("A100-80GB/3g.40gb"))
     ('4xH100-80GB', '0.5xL4', 'A100-80GB/3g.40gb')
+    >>> parse_shape("2x8xH100-80GB").total_gpus
+    16.0
     """
     match = _SHAPE_RE.match(text.strip())
     if match is None:
         raise ValueError(
-            f"{text!r} is not a shape: write GPU, NxGPU (gang of N GPUs), GPU/PROFILE (MIG) or FxGPU (0<F<1)"
+            f"{text!r} is not a shape: write GPU, NxGPU (gang of N GPUs), KxNxGPU (N GPUs on each of K nodes), "
+            "GPU/PROFILE (MIG) or FxGPU (0<F<1)"
         )
     gpu = match["gpu"]
     mig = match["mig"]
     count_text = match["count"]
+    nodes = int(match["nodes"]) if match["nodes"] is not None else 1
+    if nodes != 1:
+        if mig is not None or count_text is None or not count_text.isdigit() or nodes < 1:
+            raise ValueError(f"{text!r}: a multi-node group is KxNxGPU, K nodes (K >= 1) of N whole GPUs each")
+        return Shape(gpu, ShapeKind.GPU, int(count_text), nodes=nodes)
     if mig is not None:
         if count_text is not None:
             raise ValueError(f"{text!r}: a MIG shape is one instance; drop the count")

@@ -4,6 +4,10 @@ A GPU is in one of three modes: whole (no MIG, at most one whole-GPU replica or 
 fractions adding up to at most 1), or MIG (a layout of GPU instances, each holding at most one replica of its
 profile). A layout change of a GPU is a reconfiguration; it is only planned on a GPU with no occupant (DESIGN.md
 safety rule 4: re-partitioning a serving GPU needs its replicas drained first).
+
+Churn is counted against the current placement: a replica that stays where it is costs nothing; one stopped because
+its service needs fewer is a scale-down, not churn; one that must run elsewhere (its node is cordoned, unhealthy or
+gone) is a move; a GPU whose layout changes is a re-partition.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from autoscaler.shapes import Shape
 
 @dataclass(frozen=True, slots=True)
 class NodeState:
-    """One node as it is: its pool, GPU type and count, whether it takes new replicas, and each GPU's MIG
-    layout (None: MIG off)."""
+    """One node as it is: its pool, GPU type and count, whether it is cordoned, and each GPU's MIG layout (None:
+    MIG off). A cordoned node (drained by a person, or unhealthy) takes nothing, and what runs there moves."""
 
     name: str
     pool: str
@@ -41,7 +45,8 @@ class ReplicaRequest:
 
 @dataclass(frozen=True, slots=True)
 class PlacedReplica:
-    """Where one replica runs: its node, its GPUs, and for MIG the start slot of its GPU instance."""
+    """Where one replica runs: its node, its GPUs, and for MIG the start slot of its GPU instance. A multi-node
+    group runs on `node` (its leader) and on each of `workers`, with `gpus` on every one of them."""
 
     service: str
     shape: Shape
@@ -49,6 +54,17 @@ class PlacedReplica:
     gpus: tuple[int, ...]
     mig_start: int | None = None
     fraction: float = 1.0
+    workers: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    @property
+    def members(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(node, GPU indices) of every node the replica runs on, its leader first."""
+        return ((self.node, self.gpus), *self.workers)
+
+    def __str__(self) -> str:
+        where = " + ".join(f"{node}[{','.join(map(str, gpus))}]" for node, gpus in self.members)
+        slot = f" slot {self.mig_start}" if self.mig_start is not None else ""
+        return f"{self.service} {self.shape} on {where}{slot}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +79,31 @@ class GpuPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class Repartition:
+    """A GPU whose MIG layout changes (None: MIG off). Planned only on a GPU with no occupant left."""
+
+    node: str
+    index: int
+    before: tuple[str, ...] | None
+    after: tuple[str, ...] | None
+
+    def __str__(self) -> str:
+        def show(layout: tuple[str, ...] | None) -> str:
+            return "MIG off" if layout is None else "+".join(layout)
+
+        return f"re-partition {self.node} GPU {self.index}: {show(self.before)} -> {show(self.after)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A replica that must run elsewhere, and why; the new one starts before the old one drains."""
+
+    source: PlacedReplica
+    target: PlacedReplica
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unplaced:
     service: str
     shape: Shape
@@ -72,16 +113,37 @@ class Unplaced:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """The result: every placed replica, every GPU touched, what did not fit and why, and nodes to add per pool."""
+    """The result: every placed replica, every GPU touched, what did not fit and why, nodes to add per pool (the
+    hint for the cluster autoscaler), and the changes against the current placement: replicas to start and to
+    stop, moves, and re-partitions."""
 
     replicas: tuple[PlacedReplica, ...]
     gpus: tuple[GpuPlan, ...]
     unplaced: tuple[Unplaced, ...] = ()
     nodes_to_add: dict[str, int] = field(default_factory=dict)
+    started: tuple[PlacedReplica, ...] = ()
+    stopped: tuple[PlacedReplica, ...] = ()
+    moves: tuple[Move, ...] = ()
+    repartitions: tuple[Repartition, ...] = ()
 
     @property
     def reconfigured(self) -> tuple[GpuPlan, ...]:
         return tuple(g for g in self.gpus if g.reconfigured)
 
     def nodes_used(self) -> set[str]:
-        return {r.node for r in self.replicas}
+        return {node for r in self.replicas for node, _ in r.members}
+
+    def steps(self) -> tuple[str, ...]:
+        """The changes in a safe order: nodes to add; replicas to stop (not needed any more), which empties GPUs;
+        re-partitions of empty GPUs; replicas to start (a move's new replica among them); then the old replica of
+        each move drains, once its successor is ready (make-before-break)."""
+        moved_targets = {id(m.target) for m in self.moves}
+        lines = [f"add {n} node(s) to pool {pool}" for pool, n in sorted(self.nodes_to_add.items()) if n]
+        lines += [f"stop {r}" for r in self.stopped]
+        lines += [str(r) for r in self.repartitions]
+        lines += [f"start {r}" for r in self.started if id(r) not in moved_targets]
+        lines += [
+            f"move {m.source} -> {', '.join(f'{n}{list(g)}' for n, g in m.target.members)} ({m.reason})"
+            for m in self.moves
+        ]
+        return tuple(lines)

@@ -23,12 +23,13 @@ POOLS = {
 SHAPES = [
     parse_shape(s)
     for s in ("H100-80GB", "2xH100-80GB", "4xH100-80GB", "8xH100-80GB", "H100-80GB/1g.10gb", "H100-80GB/2g.20gb",
-              "H100-80GB/3g.40gb", "H100-80GB/1g.20gb", "H100-80GB/7g.80gb", "L4", "2xL4", "0.5xL4", "0.25xL4")
+              "H100-80GB/3g.40gb", "H100-80GB/1g.20gb", "H100-80GB/7g.80gb", "2x4xH100-80GB", "2x8xH100-80GB",
+              "L4", "2xL4", "0.5xL4", "0.25xL4")
 ]  # fmt: skip
 H100_LAYOUTS = [None, ("3g.40gb", "3g.40gb"), ("1g.10gb",) * 7, ("4g.40gb", "2g.20gb", "1g.10gb"), ("7g.80gb",)]
 
 
-def _check_valid(
+def check_valid(
     result: Placement, inventory: list[NodeState], requests: list[ReplicaRequest], catalog: Catalog
 ) -> None:
     nodes = {n.name: n for n in inventory}
@@ -46,15 +47,22 @@ def _check_valid(
     shares: Counter[tuple[str, int]] = Counter()
     instances: set[tuple[str, int, int]] = set()
     for replica in result.replicas:
-        node = nodes.get(replica.node)
-        if node is not None:
-            assert not node.cordoned, f"placed on cordoned {replica.node}"
+        for name, _ in replica.members:
+            node = nodes.get(name)
+            if node is not None:
+                assert not node.cordoned, f"placed on cordoned {name}"
         if replica.shape.kind is ShapeKind.GPU:
-            # A gang lands on one node, on distinct GPUs, none of them partitioned or shared.
-            assert len(set(replica.gpus)) == replica.shape.gpus
-            for index in replica.gpus:
-                whole_users[(replica.node, index)] += 1
-                assert layouts[(replica.node, index)].layout is None
+            # A gang lands on one node, on distinct GPUs, none of them partitioned or shared; a multi-node group
+            # spans exactly its k distinct nodes, of one pool, with that many GPUs on each.
+            members = replica.members
+            assert len(members) == replica.shape.nodes
+            assert len({name for name, _ in members}) == replica.shape.nodes
+            assert len({_pool(name, nodes) for name, _ in members}) == 1
+            for name, gpus in members:
+                assert len(set(gpus)) == replica.shape.gpus
+                for index in gpus:
+                    whole_users[(name, index)] += 1
+                    assert layouts[(name, index)].layout is None
         elif replica.shape.kind is ShapeKind.MIG:
             plan = layouts[(replica.node, replica.gpus[0])]
             assert plan.layout is not None
@@ -81,6 +89,10 @@ def _check_valid(
             assert before is None or after is None or sorted(before) != sorted(after)
 
 
+def _pool(name: str, nodes: dict[str, NodeState]) -> str:
+    return nodes[name].pool if name in nodes else name.split("-new-")[0]
+
+
 @st.composite
 def _instances(draw: st.DrawFn) -> tuple[list[NodeState], list[ReplicaRequest]]:
     inventory = []
@@ -100,7 +112,7 @@ def _instances(draw: st.DrawFn) -> tuple[list[NodeState], list[ReplicaRequest]]:
 def test_property_every_placement_is_valid(instance: tuple[list[NodeState], list[ReplicaRequest]]) -> None:
     inventory, requests = instance
     result = place(requests, inventory, POOLS, CATALOG)
-    _check_valid(result, inventory, requests, CATALOG)
+    check_valid(result, inventory, requests, CATALOG)
 
 
 def test_a_gang_is_never_split_and_nodes_are_added_for_it() -> None:
