@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/decide_scale.py
 	$(BIN)/python benchmarks/perf_validation.py
 	$(BIN)/python benchmarks/forecast_cost.py --series 40
+	$(BIN)/python benchmarks/placement.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

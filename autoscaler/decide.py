@@ -29,7 +29,7 @@ from autoscaler.model import (
     StageTrace,
     usable_metric,
 )
-from autoscaler.placement import PoolDemand, fit_pools
+from autoscaler.placement.targets import Target, TargetFit, fit_targets, synthetic_inventory
 from autoscaler.shapes import Shape
 from autoscaler.sizing import Option, Sizing, evaluate, size_service
 from autoscaler.stabilize import StabilizeInput, StabilizeOutcome, enforce_cap, stabilize_service
@@ -86,8 +86,9 @@ def decide(
        (the current shape unless the cheaper one saves enough to pay a cold start).
     3. budget: over the cap, lower tiers fall back to a lower quantile, then lose replicas toward min_replicas; an
        unevaluable budget allows no scale-up beyond current spend.
-    4. place: the replicas must fit their pools' GPUs (aggregate check until full placement lands); lower tiers
-       give way first and the decision says what is missing.
+    4. place: the replicas are placed on the fleet's nodes (gangs on one node, valid MIG layouts, shares;
+       current replicas stay put); what max_nodes cannot hold is not promised: lower tiers give way first and
+       the decision says what is missing ("needs 2 more H100-80GB nodes in pool p5").
     5. stabilize: bounded scale-up, scale-down after a window and at a limited rate, safety holds; held replicas
        never take the fleet over the budget cap.
     """
@@ -97,9 +98,9 @@ def decide(
     for work in works:
         _size(work, config)
     cap = _budget(works, observation, now, config)
-    notes = _place(works, observation, config)
+    notes, placement = _place(works, observation, config)
     outcomes, inputs = _stabilize(works, state, config, now_s, cap)
-    return _assemble(works, outcomes, inputs, cap, notes, observation, now, policy.mode)
+    return _assemble(works, outcomes, inputs, cap, notes, placement, now, policy.mode)
 
 
 # ── 1. forecast ──────────────────────────────────────────────────────────────────────────────────────────────────
@@ -246,31 +247,36 @@ def _budget(works: list[_Work], observation: Observation, now: datetime, config:
 # ── 4. place ─────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
-def _place(works: list[_Work], observation: Observation, config: CompiledScenario) -> tuple[str, ...]:
-    demands = []
+def _place(works: list[_Work], observation: Observation, config: CompiledScenario) -> tuple[tuple[str, ...], TargetFit]:
+    targets = []
     for work in works:
         chosen = work.sizing.chosen if work.sizing else None
-        if chosen is None:
-            continue
-        demands.append(
-            PoolDemand(
-                work.service.name, work.service.tier, chosen.candidate.pool, work.replicas,
-                work.service.min_replicas, chosen.candidate.gpu_share,
-            )
-        )  # fmt: skip
-    nodes = {name: pool.nodes for name, pool in observation.pools.items()}
-    fit = fit_pools(demands, config.pools, nodes)
+        shape = chosen.shape if chosen is not None else None
+        others = {s: n for s, n in work.observed.current().items() if s != shape}
+        # A held service keeps what runs: it never gives way here (safety rule 1).
+        floor = work.replicas if work.demand.hold is not None else work.service.min_replicas
+        targets.append(
+            Target(work.service.name, work.service.tier, shape, work.replicas if shape else 0, floor, others)
+        )
+    if observation.nodes is not None:
+        inventory = list(observation.nodes)
+    else:
+        counts = {name: pool.nodes for name, pool in observation.pools.items()}
+        inventory = synthetic_inventory(config.pools, counts, config.catalog)
+    fit = fit_targets(
+        targets, inventory, observation.placed, config.pools, config.pool_price_usd_per_gpu_h, config.catalog
+    )
     for work in works:
         name = work.service.name
         if name in fit.cut:
-            work.replicas = fit.replicas[name]
+            work.replicas = min(work.replicas, fit.replicas[name])
             work.place_note = fit.cut[name]
             work.trace.append(
                 StageTrace(Stage.PLACE, f"{work.replicas} replicas", Reason.LIMITED_BY_POOL_CAPACITY, fit.cut[name])
             )
         else:
-            work.trace.append(StageTrace(Stage.PLACE, f"{work.replicas} replicas", Reason.STEADY, "fits its pool"))
-    return fit.notes
+            work.trace.append(StageTrace(Stage.PLACE, f"{work.replicas} replicas", Reason.STEADY, "placed"))
+    return fit.notes, fit
 
 
 # ── 5. stabilize ─────────────────────────────────────────────────────────────────────────────────────────────────
@@ -324,7 +330,7 @@ def _assemble(
     inputs: list[StabilizeInput],
     cap: BudgetCap,
     notes: tuple[str, ...],
-    observation: Observation,
+    fit: TargetFit,
     now: datetime,
     mode: Mode,
 ) -> tuple[Decision, PolicyState]:
@@ -380,6 +386,8 @@ def _assemble(
         budget_note=cap.note,
         pool_gpus_used=_gpus_used(works, inputs, outcomes),
         notes=notes,
+        placement=fit.placement,
+        fragmentation=fit.fragmentation,
     )
     return decision, new_state
 

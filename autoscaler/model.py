@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from autoscaler.config import Mode, Tier
+from autoscaler.placement.fragmentation import Fragmentation
+from autoscaler.placement.model import NodeState, PlacedReplica, Placement
 from autoscaler.shapes import Shape
 
 
@@ -52,12 +54,15 @@ class PoolObservation:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """Everything one tick knows about the world."""
+    """Everything one tick knows about the world. `nodes` is the node inventory (None: unknown, placement then
+    assumes `pools[...].nodes` empty nodes per pool) and `placed` where the current replicas run on it."""
 
     at: datetime
     services: Mapping[str, ServiceObservation]
     pools: Mapping[str, PoolObservation] = field(default_factory=dict)
     month_to_date_spend_usd: float | None = None
+    nodes: tuple[NodeState, ...] | None = None
+    placed: tuple[PlacedReplica, ...] = ()
 
 
 def usable_metric(value: float | None) -> bool:
@@ -160,6 +165,8 @@ class Decision:
     budget_note: str
     pool_gpus_used: Mapping[str, float]
     notes: tuple[str, ...] = ()
+    placement: Placement | None = None  # where the targets go: layouts, moves, nodes to add (stage 4)
+    fragmentation: Fragmentation | None = None  # of that placement: stranded capacity, saturated GPUs
 
     def service(self, name: str) -> ServiceDecision:
         for decision in self.services:

@@ -135,6 +135,8 @@ class _Planner:
         self.free: dict[tuple[str, str, int, bool], dict[tuple[str, int, int], tuple[_Gpu, MigPlacement]]] = {}
         self.partly_shared: dict[str, dict[tuple[str, int], _Gpu]] = {}
         self.pending = pending  # MIG instances (and other replicas) not yet placed, by shape
+        self.pool_nodes: Counter[str] = Counter()  # nodes per pool
+        self.next_new: Counter[str] = Counter()  # the last k of `<pool>-new-<k>` tried
 
     # --- bookkeeping -------------------------------------------------------------------------------------------
 
@@ -143,6 +145,7 @@ class _Planner:
 
     def add_node(self, node: _Node) -> None:
         self.nodes[node.state.name] = node
+        self.pool_nodes[node.state.pool] += 1
         self.refresh(node, reindex=True)
 
     def remove_node(self, node: _Node) -> None:
@@ -154,13 +157,19 @@ class _Planner:
         for gpu in node.gpus:
             self._unindex(gpu)
         del self.nodes[node.state.name]
+        self.pool_nodes[node.state.pool] -= 1
 
     def refresh(self, node: _Node, reindex: bool = False) -> None:
         """Recount a node after its GPUs changed and move it to the right buckets; its free MIG instances are
         indexed anew when the node goes in or out of use (or `reindex`)."""
         was_in_use = node.in_use
-        node.occupied = sum(not g.empty for g in node.gpus)
-        node.plain_empty = sum(g.empty and g.layout is None for g in node.gpus)
+        occupied = plain = 0
+        for gpu in node.gpus:  # one pass: this runs for every replica placed
+            if gpu.whole is not None or gpu.shares or gpu.instances:
+                occupied += 1
+            elif gpu.layout is None:
+                plain += 1
+        node.occupied, node.plain_empty = occupied, plain
         if not self.eligible(node):
             return
         pool = node.state.pool
@@ -178,6 +187,8 @@ class _Planner:
 
     def _index(self, gpu: _Gpu) -> None:
         """(Re)index the free instances of `gpu` under (GPU type, profile, its occupancy, node in use)."""
+        if gpu.layout is None:  # MIG off: nothing to index (a layout is unindexed before it is removed)
+            return
         self._unindex(gpu)
         pool = self.pools.get(gpu.node.state.pool)
         if gpu.layout is None or pool is None or not pool.mig_allowed or gpu.node.state.cordoned:
@@ -219,12 +230,14 @@ class _Planner:
 
     # --- occupying GPUs ---------------------------------------------------------------------------------------
 
-    def occupy_whole(self, replica: PlacedReplica, members: Sequence[tuple[_Node, Sequence[_Gpu]]]) -> None:
+    def occupy_whole(self, replicas: Sequence[PlacedReplica], members: Sequence[tuple[_Node, Sequence[_Gpu]]]) -> None:
+        """Give whole GPUs to `replicas`: the GPUs of each member node are theirs, in turn, `gpus` at a time."""
+        size = replicas[0].shape.gpus
         for node, gpus in members:
-            for gpu in gpus:
+            for i, gpu in enumerate(gpus):
                 if gpu.layout is not None:
                     self._set_layout(gpu, None)
-                gpu.whole = replica
+                gpu.whole = replicas[i // size]
             self.refresh(node)
 
     def occupy_instance(self, gpu: _Gpu, instance: MigPlacement, replica: PlacedReplica) -> None:
@@ -269,18 +282,30 @@ class _Planner:
         free = sorted((g for g in node.gpus if g.empty), key=lambda g: (g.layout is not None, g.index))
         return free[:count]
 
-    def place_whole(self, service: str, shape: Shape) -> PlacedReplica | None:
+    def place_whole(self, service: str, shape: Shape, count: int = 1) -> list[PlacedReplica]:
+        """Up to `count` replicas of a whole-GPU shape, on one node (several, for a single-node shape, when that
+        node has room: it stays the tightest in-use node, so placing them one by one would choose it again)."""
         pools = self.pools_for(shape)
         # Cost first (in-use nodes), then churn (MIG-off GPUs), then fragmentation (tightest node).
         order = ((True, True), (True, False), (False, True), (False, False))
         if shape.nodes == 1:
             for in_use, plain in order:
                 for node in self._nodes(pools, shape.gpus, in_use, plain):
-                    gpus = self._take(node, shape.gpus)
-                    replica = PlacedReplica(service, shape, node.state.name, tuple(g.index for g in gpus))
-                    self.occupy_whole(replica, [(node, gpus)])
-                    return replica
-            return None
+                    room = (node.plain_empty if plain else node.empty_count) // shape.gpus
+                    many = max(1, min(count, room))
+                    gpus = self._take(node, many * shape.gpus)
+                    replicas = [
+                        PlacedReplica(
+                            service,
+                            shape,
+                            node.state.name,
+                            tuple(g.index for g in gpus[i * shape.gpus : (i + 1) * shape.gpus]),
+                        )
+                        for i in range(many)
+                    ]
+                    self.occupy_whole(replicas, [(node, gpus)])
+                    return replicas
+            return []
         for pool in pools:
             chosen: list[_Node] = []
             for in_use, plain in order:
@@ -295,9 +320,9 @@ class _Planner:
                 members = [(node, self._take(node, shape.gpus)) for node in chosen]
                 leader, *workers = [(node.state.name, tuple(g.index for g in gpus)) for node, gpus in members]
                 replica = PlacedReplica(service, shape, leader[0], leader[1], workers=tuple(workers))
-                self.occupy_whole(replica, members)
-                return replica
-        return None
+                self.occupy_whole([replica], members)
+                return [replica]
+        return []
 
     def _free_instance(self, shape: Shape, node_in_use: bool, busy_gpu: bool) -> tuple[_Gpu, MigPlacement] | None:
         assert shape.mig_profile is not None
@@ -346,7 +371,7 @@ class _Planner:
                 # Instances that already wait free in existing layouts will take their share of what is pending.
                 free = sum(len(v) for k, v in self.free.items() if k[0] == gpu_type and k[1] == waiting.mig_profile)
                 pending[waiting.mig_profile] += max(0, count - free)
-        pending[shape.mig_profile] = max(pending[shape.mig_profile], 0) + 1
+        pending[shape.mig_profile] = max(pending[shape.mig_profile], 1)  # `pending` counts this one too
         share = {name: self.catalog.gpu_share(Shape(gpu_type, ShapeKind.MIG, 1, name)) for name in pending}
         best: tuple[float, int, list[str]] | None = None
         for layout in valid_layouts(self.catalog, gpu_type):
@@ -383,12 +408,15 @@ class _Planner:
         self.occupy_share(best, replica)
         return replica
 
-    def place(self, service: str, shape: Shape) -> PlacedReplica | None:
+    def place(self, service: str, shape: Shape, count: int = 1) -> list[PlacedReplica]:
+        """Place at least one and at most `count` replicas (none: no room); `pending` counts what is left."""
         if shape.kind is ShapeKind.GPU:
-            return self.place_whole(service, shape)
-        if shape.kind is ShapeKind.MIG:
-            return self.place_mig(service, shape)
-        return self.place_share(service, shape)
+            placed = self.place_whole(service, shape, count)
+        else:
+            one = self.place_mig(service, shape) if shape.kind is ShapeKind.MIG else self.place_share(service, shape)
+            placed = [] if one is None else [one]
+        self.pending[shape] -= len(placed)
+        return placed
 
     # --- current replicas -------------------------------------------------------------------------------------
 
@@ -408,7 +436,7 @@ class _Planner:
                 for gpu in gpus:
                     if not gpu.empty or gpu.layout is not None:
                         raise ValueError(f"current replica {replica}: GPU {gpu.index} is not free and MIG-off")
-            self.occupy_whole(replica, members)
+            self.occupy_whole([replica], members)
             return
         ((node, (gpu,)),) = members
         if shape.kind is ShapeKind.MIG:
@@ -466,34 +494,39 @@ def place(
         planner.keep(running)
         wanted[(running.service, running.shape)] -= 1
 
-    units = sorted(
-        ((service, shape) for (service, shape), count in wanted.items() for _ in range(count)),
-        key=lambda unit: (_order(unit[1], catalog), unit[0]),
+    order = {shape: _order(shape, catalog) for _, shape in wanted}
+    groups = sorted(
+        ((service, shape, count) for (service, shape), count in wanted.items() if count > 0),
+        key=lambda group: (order[group[1]], group[0]),
     )
-    planner.pending.update(shape for _, shape in units)
+    for _, shape, count in groups:
+        planner.pending[shape] += count
     started: list[PlacedReplica] = []
-    left: list[tuple[str, Shape]] = []
-    for service, shape in units:
-        planner.pending[shape] -= 1
-        replica = planner.place(service, shape)
-        if replica is None:
-            left.append((service, shape))
-        else:
-            started.append(replica)
+    left: list[tuple[str, Shape, int]] = []
+    full: set[Shape] = set()  # on the existing nodes, room only shrinks: a shape that did not fit never will
+    for service, shape, count in groups:
+        while count > 0:
+            placed = [] if shape in full else planner.place(service, shape, count)
+            if not placed:
+                full.add(shape)
+                left.append((service, shape, count))
+                break
+            started.extend(placed)
+            count -= len(placed)
     # Nodes the pools may still add, as the cluster autoscaler would: only as many as the leftovers need.
     added: dict[str, int] = {}
     unplaced: Counter[tuple[str, Shape, str]] = Counter()
-    planner.pending.update(shape for _, shape in left)
-    for service, shape in left:
-        planner.pending[shape] -= 1
-        replica = planner.place(service, shape)
-        why = ""
-        if replica is None:
-            replica, why = _place_on_new_nodes(planner, service, shape, added, catalog)
-        if replica is None:
-            unplaced[(service, shape, why)] += 1
-        else:
-            started.append(replica)
+    for service, shape, count in left:
+        while count > 0:
+            placed = planner.place(service, shape, count)
+            why = ""
+            if not placed:
+                placed, why = _place_on_new_nodes(planner, service, shape, count, added, catalog)
+            if not placed:
+                unplaced[(service, shape, why)] += count
+                break
+            started.extend(placed)
+            count -= len(placed)
 
     # A displaced replica without a successor keeps running where it is (it is reported unplaced): stopping it
     # would lose capacity that nothing replaces.
@@ -526,6 +559,7 @@ def place(
         tuple(stopped),
         moves,
         repartitions,
+        tuple(node.state for node in planner.nodes.values() if node.added),
     )
 
 
@@ -589,8 +623,8 @@ def _pair_moves(displaced: list[tuple[PlacedReplica, str]], started: list[Placed
 
 
 def _place_on_new_nodes(
-    planner: _Planner, service: str, shape: Shape, added: dict[str, int], catalog: Catalog
-) -> tuple[PlacedReplica | None, str]:
+    planner: _Planner, service: str, shape: Shape, count: int, added: dict[str, int], catalog: Catalog
+) -> tuple[list[PlacedReplica], str]:
     """Add nodes to the cheapest pool that can take `shape` and still grow (as many as a multi-node group needs),
     and place there; nodes that did not help are taken back."""
     reasons = []
@@ -607,27 +641,28 @@ def _place_on_new_nodes(
         if shape.kind is ShapeKind.FRACTION and not pool.fractional_allowed:
             reasons.append(f"pool {name}: GPU sharing not allowed")
             continue
-        count = sum(1 for n in planner.nodes.values() if n.state.pool == name)
+        have = planner.pool_nodes[name]
         new: list[_Node] = []
-        while count + len(new) < pool.max_nodes and len(new) < shape.nodes:
+        while have + len(new) < pool.max_nodes and len(new) < shape.nodes:
             state = NodeState(_new_name(planner, name), name, shape.gpu_type, pool.gpus_per_node)
             node = _new_node(state, catalog, added=True)
             planner.add_node(node)
             new.append(node)
-            replica = planner.place(service, shape)
-            if replica is not None:
+            placed = planner.place(service, shape, count)
+            if placed:
                 added[name] = added.get(name, 0) + len(new)
-                return replica, ""
+                return placed, ""
         for node in new:
             planner.remove_node(node)
         reasons.append(f"pool {name} is at max_nodes ({pool.max_nodes})")
-    return None, "; ".join(reasons) or f"no pool has {shape.gpu_type} GPUs"
+    return [], "; ".join(reasons) or f"no pool has {shape.gpu_type} GPUs"
 
 
 def _new_name(planner: _Planner, pool: str) -> str:
     """`<pool>-new-<k>` for the first k no node of the inventory has (the names are placeholders for the nodes the
     cluster autoscaler will create)."""
-    k = 1
-    while f"{pool}-new-{k}" in planner.nodes:
-        k += 1
-    return f"{pool}-new-{k}"
+    while True:
+        planner.next_new[pool] += 1
+        name = f"{pool}-new-{planner.next_new[pool]}"
+        if name not in planner.nodes:
+            return name

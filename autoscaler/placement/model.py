@@ -125,6 +125,7 @@ class Placement:
     stopped: tuple[PlacedReplica, ...] = ()
     moves: tuple[Move, ...] = ()
     repartitions: tuple[Repartition, ...] = ()
+    new_nodes: tuple[NodeState, ...] = ()  # the nodes behind `nodes_to_add`, with the names the replicas refer to
 
     @property
     def reconfigured(self) -> tuple[GpuPlan, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from autoscaler.compiled import CompiledScenario
 from autoscaler.decide import STAGE_ORDER, decide
 from autoscaler.model import Decision, Observation, PolicyState, Reason, ServiceObservation, ShapeReplicas, Stage
 from autoscaler.perf import Precision, ProfileBook
+from autoscaler.placement import NodeState, PlacedReplica
 from autoscaler.shapes import Shape, parse_shape
 from forecasting import Forecast
 from tests.unit.conftest import compile_dict, scenario_dict
@@ -261,7 +263,49 @@ def test_a_full_pool_gives_way_by_tier_and_says_what_is_missing(catalog: Catalog
     batch_result = decision.service("batch")
     assert batch_result.target == {H100: 3}
     assert batch_result.reason is Reason.LIMITED_BY_POOL_CAPACITY
-    assert any("pool h100 needs 2 more H100-80GB GPUs" in n for n in decision.notes)
+    full = "pool h100 is full (1 node of 8 H100-80GB, its max_nodes): needs 1 more H100-80GB node in pool h100"
+    assert decision.notes == (full,)
+    assert batch_result.message == f"3 of 5 replicas promised: {full}"
+
+
+def test_a_gang_that_no_node_can_hold_is_not_promised(catalog: Catalog, book: ProfileBook) -> None:
+    # Two 8-GPU nodes (max_nodes 2), each with 5 GPUs busy serving chat: 6 GPUs are free, but no node has the 4
+    # free GPUs a TP4 gang needs. GPU counting would promise it; placement does not.
+    data = scenario_dict()
+    data["fleet"]["pools"][0]["max_nodes"] = 2
+    big = dict(data["services"][0], name="big", tier="best_effort", min_replicas=0, allowed_shapes=["4xH100-80GB"])
+    data["services"].append(big)
+    compiled = compile_dict(data, catalog, book)
+    tp4 = parse_shape("4xH100-80GB")
+    nodes = tuple(NodeState(f"n{i}", "h100", "H100-80GB", 8) for i in range(2))
+    placed = tuple(PlacedReplica("chat", H100, f"n{i}", (g,)) for i in range(2) for g in range(5))
+    capacity = _chat_capacity(book)
+    obs = replace(_obs({"chat": 9.5 * capacity, "big": 1.0}, {"chat": {H100: 10}}), nodes=nodes, placed=placed)
+    decision, _ = decide(obs, {}, compiled, PolicyState(), NOW)
+    assert decision.service("chat").target == {H100: 10}
+    result = decision.service("big")
+    assert result.target == {}
+    assert result.reason is Reason.LIMITED_BY_POOL_CAPACITY
+    full = "pool h100 is full (2 nodes of 8 H100-80GB, its max_nodes): needs 1 more H100-80GB node in pool h100"
+    assert decision.notes == (full,)
+    assert result.message == f"0 of 1 replicas promised: {full}"
+    # Current replicas stay where they are; nothing moves or is re-partitioned.
+    assert decision.placement is not None
+    assert decision.placement.started == () and decision.placement.moves == ()
+    assert decision.fragmentation is not None and decision.fragmentation.busy_gpus == 10
+    assert tp4 not in decision.service("big").target
+
+
+def test_nodes_a_pool_must_add_are_a_hint(chat: CompiledScenario, book: ProfileBook) -> None:
+    capacity = _chat_capacity(book)
+    nodes = (NodeState("n0", "h100", "H100-80GB", 8),)
+    placed = tuple(PlacedReplica("chat", H100, "n0", (g,)) for g in range(8))
+    obs = replace(_obs({"chat": 11.5 * capacity}, {"chat": {H100: 8}}), nodes=nodes, placed=placed)
+    decision, _ = decide(obs, {}, chat, PolicyState(), NOW)
+    assert decision.service("chat").target == {H100: 12}
+    assert decision.notes == ("pool h100: needs 1 more H100-80GB node (1 now)",)
+    assert decision.placement is not None and decision.placement.nodes_to_add == {"h100": 1}
+    assert len(decision.placement.started) == 4 and decision.placement.moves == ()
 
 
 def test_state_round_trips_between_ticks(chat: CompiledScenario) -> None:
