@@ -11,6 +11,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +31,8 @@ from autoscaler.decide import decide
 from autoscaler.errors import ConfigError
 from autoscaler.model import Decision, Observation, PolicyState, ServiceObservation, ShapeReplicas
 from autoscaler.perf import Precision, ProfileBook, load_profile_book
+from autoscaler.placement import NodeState, PlacedReplica
+from autoscaler.placement.applied import applied
 from autoscaler.series import RequestTrace
 from autoscaler.shapes import Shape, parse_shape
 from autoscaler.sizing import evaluate
@@ -264,6 +267,16 @@ def _render(decision: Decision, title: str) -> None:
     out.print(f"  fleet cost ${decision.cost_usd_per_h:.2f}/h, budget {budget} ({decision.budget_note})")
     for note in decision.notes:
         out.print(f"  note: {note}", markup=False)
+    placement, frag = decision.placement, decision.fragmentation
+    if placement is not None and frag is not None:
+        out.print(
+            f"  placement: {len(placement.replicas)} replicas on {len(placement.nodes_used())} nodes "
+            f"({frag.busy_gpus} GPUs busy, {frag.utilization:.0%} allocated, {frag.saturated_gpus} saturated, "
+            f"{frag.stranded_memory_slices} MIG memory slices and {frag.stranded_share:g} GPU shares stranded); "
+            f"{len(placement.started)} to start, {len(placement.stopped)} to stop, {len(placement.moves)} to move, "
+            f"{len(placement.repartitions)} GPUs to re-partition",
+            markup=False,
+        )
     out.print()
 
 
@@ -290,12 +303,14 @@ def decide_command(
     start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     tick = timedelta(seconds=scenario.policy.tick_s)
     replicas: dict[str, dict[Shape, int]] = {}
+    nodes: tuple[NodeState, ...] = ()
+    placed: tuple[PlacedReplica, ...] = ()
     state = PolicyState()
     # A silent first tick one window earlier sizes the fleet for the base demand, as if it had run for a while.
     now = start - timedelta(seconds=scenario.policy.scale_down_window_s)
     for index in range(-1, ticks + 1):
         factor = 1.0 if index <= 0 else step
-        obs = _observation(compiled, base, factor, replicas, now)
+        obs = replace(_observation(compiled, base, factor, replicas, now), nodes=nodes, placed=placed)
         decision, state = decide(obs, {}, compiled, state, now)
         if index >= 0:
             label = "base demand" if index == 0 else f"demand x{step:g}, tick {index} of the step"
@@ -311,8 +326,10 @@ def decide_command(
                         markup=False,
                     )
                 out.print()
-        # The demo assumes actuation succeeds and new replicas are ready by the next tick.
+        # The demo assumes actuation succeeds (nodes added, layouts set) and new replicas are ready by the next tick.
         replicas = {s.service: {shape: n for shape, n in s.target.items() if n} for s in decision.services}
+        if decision.placement is not None:
+            nodes, placed = applied(decision.placement, nodes, replicas)
         now = start if index == -1 else now + tick
 
 

@@ -13,8 +13,8 @@ make-before-break shape changes, replicas held above the budget that the stabili
 
 Per size: the scenario is checked and compiled once, timed apart ("compile s"), then frozen for the garbage
 collector (`gc.freeze()`, as a long-running controller does once its configuration is loaded); one `decide` warms
-what is left of the capacity cache ("warm-up s"); the figure is the median of N calls (N = 5 below 10,000 services, 3 from
-10,000). Goal (issue): <= 0.2 s for 1,000 services, printed as PASS/MISS; the script never fails on it.
+what is left of the capacity cache ("warm-up s"); the figure is the median of N calls (N = 5 below 10,000
+services, 3 from 10,000). Goal (issue): <= 0.2 s for 1,000 services, printed as PASS/MISS; the script never fails on it.
 
     .venv/bin/python benchmarks/decide_scale.py [--sizes 100 1000 10000] [--fleet steady|shifted] [--json FILE]
 """

@@ -9,7 +9,8 @@ It minimizes the cost of the nodes in use (node price = GPUs x price per GPU-hou
 - cordoned nodes take nothing; MIG and sharing only where the pool allows them.
 GPUs within a node are interchangeable, so the model counts GPUs per node and mode rather than naming them (no
 symmetric duplicates for the solver to wade through). Shares are fractions 1/2^k, so per-node totals pack exactly.
-It starts from empty nodes (no current placement): it measures packing quality, not churn.
+It starts from empty nodes (no current placement): it measures packing quality, not churn. Multi-node groups are
+out of its scope (a ValueError says so); the heuristic's property tests cover them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def solve_exact(
     demand: Counter[tuple[str, int, str | None, float]] = Counter()
     for request in requests:
         shape = catalog.canonical_shape(request.shape)
+        if shape.nodes > 1:
+            raise ValueError(f"{shape}: the exact model covers single-node shapes only")
         demand[
             (shape.gpu_type, shape.gpus, shape.mig_profile, shape.fraction if shape.kind is ShapeKind.FRACTION else 0.0)
         ] += request.count

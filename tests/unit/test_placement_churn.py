@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from autoscaler.catalog import load_catalog
 from autoscaler.config import NodePool
 from autoscaler.placement import NodeState, PlacedReplica, Placement, ReplicaRequest, place
+from autoscaler.placement.applied import applied
 from autoscaler.shapes import Shape, ShapeKind, parse_shape
 from tests.unit.test_placement_heuristic import check_valid
 
@@ -196,3 +197,27 @@ def test_steps_come_in_a_safe_order() -> None:
     assert steps[0].startswith("stop big")
     assert steps[1] == "re-partition h0 GPU 0: 7g.80gb -> 3g.40gb+3g.40gb"
     assert all(s.startswith("start small") for s in steps[2:])
+
+
+def test_the_applied_fleet_places_the_same_demand_with_no_change() -> None:
+    start = [NodeState("h0", "h100", "H100-80GB", 8)]
+    demand = [
+        ReplicaRequest("chat", parse_shape("2xH100-80GB"), 5),
+        ReplicaRequest("mini", parse_shape("H100-80GB/2g.20gb"), 5),
+        ReplicaRequest("tiny", parse_shape("0.25xL4"), 3),
+    ]
+    first = place(demand, start, POOLS, CATALOG)
+    targets: dict[str, dict[Shape, int]] = {}
+    for r in demand:
+        targets.setdefault(r.service, {})[CATALOG.canonical_shape(r.shape)] = r.count
+    nodes, running = applied(first, start, targets)
+    assert {n.name for n in nodes} == {"h0", "h100-new-1", "l4-new-1"}
+    second = place(demand, nodes, POOLS, CATALOG, current=running)
+    assert (second.started, second.stopped, second.moves, second.repartitions, second.nodes_to_add) == (
+        (),
+        (),
+        (),
+        (),
+        {},
+    )
+    assert Counter(second.replicas) == Counter(first.replicas)
