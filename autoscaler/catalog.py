@@ -110,6 +110,9 @@ class Catalog:
             for name in (gpu.name, *gpu.aliases):
                 index[name.lower()] = gpu.name
         object.__setattr__(self, "_index", index)
+        # Canonical shapes are interned: equal shapes come back as one object, so that the many dictionaries keyed
+        # by shape (placement, sizing) match them by identity instead of comparing fields.
+        object.__setattr__(self, "_shapes", {})
 
     def canonical(self, name: str) -> str:
         """The catalog's name for a GPU type or alias; KeyError listing the known names otherwise."""
@@ -124,6 +127,15 @@ class Catalog:
 
     def canonical_shape(self, shape: Shape) -> Shape:
         """The shape with its GPU type's canonical name; KeyError if the GPU or MIG profile is unknown."""
+        shapes: dict[Shape, Shape] = self._shapes  # type: ignore[attr-defined]
+        known = shapes.get(shape)
+        if known is None:
+            canonical = self._canonical_shape(shape)
+            known = shapes.setdefault(canonical, canonical)
+            shapes[shape] = known
+        return known
+
+    def _canonical_shape(self, shape: Shape) -> Shape:
         gpu = self.gpu(shape.gpu_type)
         if shape.kind is ShapeKind.MIG:
             assert shape.mig_profile is not None  # parse_shape guarantees it for MIG shapes
