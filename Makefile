@@ -10,12 +10,13 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/fleetscale validate configs/examples/*.yaml
-	$(BIN)/fleetscale decide configs/examples/chat-fleet.yaml --step 4 --ticks 3 --explain summarize
+	$(BIN)/fleetscale whatif --scenario configs/examples/code-assistant.yaml \
+		--trace configs/traces/AzureLLMInferenceTrace_code.csv --json whatif-code-assistant.json
 
 test: check unit
 

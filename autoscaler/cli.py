@@ -457,6 +457,109 @@ def _only_service(trace: RequestTrace, service: str) -> RequestTrace:
     )
 
 
+@app.command("whatif")
+def whatif_command(
+    scenario_file: Annotated[Path, typer.Option("--scenario", help="Scenario file (YAML).")],
+    trace: Annotated[
+        list[str] | None,
+        typer.Option(help="[SERVICE=]FILE; a bare FILE is the trace of the scenario's first service. Repeatable."),
+    ] = None,
+    trace_format: Annotated[
+        str | None, typer.Option(help="Trace format; detected from the content if not given.")
+    ] = None,
+    rate_scale: Annotated[float, typer.Option(help="Multiply every trace's request rate by this.", min=0.0)] = 1.0,
+    policy: Annotated[
+        list[str] | None, typer.Option(help="fleetscale, hpa, kpa, rayserve or static; repeatable (default: all).")
+    ] = None,
+    cv: Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
+) -> None:
+    """Replay traces under each policy, the oracle and the instant-start bound; compare cost and SLO attainment."""
+    from adapters.traces import load_trace
+    from autoscaler.errors import DataQualityError
+    from autoscaler.series import RateSeries
+    from autoscaler.sim.compare import PolicyFactory, compare
+    from autoscaler.sim.whatif import COLUMNS, POLICIES, comparison_json, core_factory, table_rows
+    from autoscaler.sim.workload import Workload, from_rate_series, from_request_trace
+
+    catalog, book = _book()
+    try:
+        scenario = load_scenario(scenario_file, catalog, book)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    compiled = compile_scenario(scenario, catalog, book)
+    names = policy or list(POLICIES)
+    for name in names:
+        if name not in POLICIES:
+            raise _fail(f"--policy {name}: unknown (known: {', '.join(POLICIES)})")
+    if not trace:
+        raise _fail("--trace: give at least one trace file ([SERVICE=]FILE)")
+    workloads: dict[str, Workload] = {}
+    first_service = scenario.services[0].name
+    for item in trace:
+        service, sep, path_text = item.partition("=")
+        if not sep:
+            service, path_text = first_service, item
+        if service not in compiled.plans:
+            raise _fail(f"--trace {item}: no service {service!r} (services: {', '.join(compiled.plans)})")
+        try:
+            loaded = load_trace(Path(path_text), trace_format)
+        except (DataQualityError, ConfigError) as exc:
+            raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _fail(f"--trace {item}: {exc.strerror or exc}") from None
+        spec = compiled.plans[service].service
+        if isinstance(loaded, RateSeries):
+            workloads[service] = from_rate_series(
+                service, loaded, spec.mean_input_tokens, spec.mean_output_tokens, rate_scale, cv, seed
+            )
+        else:
+            workloads[service] = from_request_trace(service, loaded, rate_scale, seed)
+    requests = {name: w.requests for name, w in workloads.items()}
+    factories: dict[str, PolicyFactory] = {}
+    for name in names:
+        if name == "rayserve":
+            from adapters.rayserve.default_policy import RayServePolicy, RayUnavailableError
+
+            try:
+                RayServePolicy(compiled, requests)
+            except RayUnavailableError as exc:
+                raise _fail(str(exc)) from None
+            factories[name] = lambda: RayServePolicy(compiled, requests)
+        else:
+            factories[name] = core_factory(name, compiled, requests)
+    total = sum(len(r.arrival_s) for r in requests.values())
+    for name, w in workloads.items():
+        gaps = f", {w.missing_bins} bins without data" if w.missing_bins else ""
+        out.print(f"{name}: {w.source}: {len(w.requests.arrival_s):,} requests{gaps}", markup=False)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("replaying", total=len(factories) + 2)
+
+        finished = [0]
+
+        def step(name: str) -> None:
+            bar.update(task, completed=finished[0], description=f"replaying {total:,} requests: {name}")
+            finished[0] += 1
+
+        comparison = compare(compiled, requests, factories, step)
+    table = Table(title=f"what-if: {scenario.name}, rate x{rate_scale:g}", title_justify="left")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for row in table_rows(comparison):
+        table.add_row(*row)
+    out.print(table)
+    out.print(
+        "oracle: clairvoyant with cold starts; instant_start: the same without cold starts (the physical limit). "
+        "Cost counts each replica's GPU share from creation (cold start included) to its end.",
+        markup=False,
+    )
+    if json_out is not None:
+        info = {name: {"source": w.source, "requests": len(w.requests.arrival_s)} for name, w in workloads.items()}
+        json_out.write_text(json.dumps(comparison_json(comparison, info, rate_scale), indent=2) + "\n")
+        out.print(f"wrote {json_out}", markup=False)
+
+
 def main() -> None:
     """Console entry point: configuration errors end with their message and exit code 2, never a traceback."""
     try:

@@ -371,3 +371,49 @@ def test_decide_prints_the_table_and_reasons() -> None:
         assert len(rows) == 2, service  # one row per printed tick, each with a reason
         assert re.search(rf"^  {service}: .+", out, re.M)  # and the sentence that explains it
     assert re.search(r"^  fleet cost \$[0-9.]+/h, budget \$200\.00/h", out, re.M)
+
+
+def test_whatif_compares_the_policies_and_writes_the_json_contract(tmp_path: Path) -> None:
+    # The first 1,200 requests (about 8 minutes) of the bundled Azure code trace.
+    lines = (ROOT / "configs/traces/AzureLLMInferenceTrace_code.csv").read_text().splitlines()[:1201]
+    trace = tmp_path / "code-head.csv"
+    trace.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "whatif.json"
+    result = invoke(
+        [        "whatif", "--scenario", str(ROOT / "configs/examples/code-assistant.yaml"), "--trace", f"code={trace}",
+        "--policy", "static", "--policy", "hpa", "--policy", "rayserve", "--json", str(out),
+        ]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "code: code-head x1: 1,200 requests" in result.output
+    for name in ("static", "hpa", "rayserve", "oracle", "instant_start"):
+        assert f"│ {name}" in result.output
+    data = json.loads(out.read_text())
+    assert data["rate_scale"] == 1.0
+    assert data["trace"]["code"]["requests"] == 1200
+    assert set(data["policies"]) == {"static", "hpa", "rayserve", "oracle", "instant_start"}
+    keys = {
+        "requests",
+        "slo_attainment",
+        "ttft_p95_s",
+        "tpot_p95_s",
+        "gpu_hours",
+        "cost_usd",
+        "scale_events",
+        "unserved",
+    }
+    for figures in data["policies"].values():
+        assert keys <= set(figures)
+        assert figures["requests"] == 1200
+    assert data["policies"]["oracle"]["slo_attainment"] >= 0.999
+    assert data["policies"]["oracle"]["cost_vs_oracle"] == 1.0
+
+
+def test_whatif_names_an_unknown_policy_and_a_missing_trace() -> None:
+    scenario = str(ROOT / "configs/examples/code-assistant.yaml")
+    result = invoke(["whatif", "--scenario", scenario, "--trace", "/nonexistent.csv", "--policy", "magic"])
+    assert result.exit_code == 2
+    assert "--policy magic: unknown (known: fleetscale, hpa, kpa, rayserve, static)" in result.output
+    result = invoke(["whatif", "--scenario", scenario, "--trace", "/nonexistent.csv"])
+    assert result.exit_code == 2
+    assert "/nonexistent.csv" in result.output

@@ -1,0 +1,49 @@
+"""Replay the same requests under several policies and the two bounds, and put the figures side by side.
+
+Every policy replays the same requests on the same simulator. The oracle and the instant-start bound always run
+(`oracle.py`): the table's last column is each policy's cost relative to the oracle's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from autoscaler.compiled import CompiledScenario
+from autoscaler.sim.fleet import FleetSim, Policy, ReplayResult, ServiceRequests
+from autoscaler.sim.oracle import OraclePolicy
+from autoscaler.sim.summary import PolicySummary, summarize
+
+PolicyFactory = Callable[[], Policy]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    summaries: Mapping[str, PolicySummary]
+    results: Mapping[str, ReplayResult]
+
+    def cost_vs_oracle(self, name: str) -> float:
+        oracle = self.summaries["oracle"].cost_usd
+        return self.summaries[name].cost_usd / oracle if oracle > 0 else float("nan")
+
+
+def compare(
+    config: CompiledScenario,
+    requests: Mapping[str, ServiceRequests],
+    factories: Mapping[str, PolicyFactory],
+    progress: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Replay under each policy of `factories` (by name), then the oracle and the instant-start bound."""
+    runs: dict[str, tuple[PolicyFactory, bool]] = {name: (factory, False) for name, factory in factories.items()}
+    runs["oracle"] = (lambda: OraclePolicy(config, requests), False)
+    runs["instant_start"] = (lambda: OraclePolicy(config, requests, instant=True), True)
+    summaries: dict[str, PolicySummary] = {}
+    results: dict[str, ReplayResult] = {}
+    for name, (factory, instant) in runs.items():
+        if progress is not None:
+            progress(name)
+        policy = factory()
+        result = FleetSim(config, requests, instant_start=instant).run(policy)
+        results[name] = result
+        summaries[name] = summarize(result, config)
+    return Comparison(summaries, results)

@@ -1,0 +1,149 @@
+"""The oracle: the cheapest fleet that a clairvoyant could run under the same rules, and the instant-start bound.
+
+It knows every future arrival and uses the same simulator (performance model, router, cold starts). For each
+tick window it finds, per allowed shape, the fewest replicas that serve every request arriving in that window
+within the SLO (a binary search, each probe a replay of that window on that many ready replicas, started
+`warmup_s` earlier so that the window inherits the backlog of the seconds before it). The shape with the lowest
+total cost over the trace wins. At each tick it then holds the most any window of the coming cold start needs
+(`horizon_s`: node provisioning plus startup plus a tick): replicas start one cold start ahead of the load that
+needs them and leave when no window within a cold start needs them.
+
+The instant-start bound is the same without cold starts: each window gets exactly what it needs, ready at once.
+It is the physical limit of autoscaling on this trace and model; the oracle is the limit with cold starts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from autoscaler.compiled import Candidate, CompiledScenario
+from autoscaler.shapes import Shape
+from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, Targets
+
+
+@dataclass
+class _Fixed:
+    name: str
+    fixed: Mapping[str, Mapping[Shape, int]]
+
+    def targets(self, view: FleetView) -> Targets:
+        return self.fixed
+
+
+def _window(requests: ServiceRequests, start: float, end: float) -> ServiceRequests:
+    lo = bisect.bisect_left(requests.arrival_s, start)
+    hi = bisect.bisect_left(requests.arrival_s, end)
+    return ServiceRequests(
+        requests.service,
+        [t - start for t in requests.arrival_s[lo:hi]],
+        requests.input_tokens[lo:hi],
+        requests.output_tokens[lo:hi],
+    )
+
+
+def _meets(
+    config: CompiledScenario, requests: ServiceRequests, shape: Shape, replicas: int, judged_from_s: float
+) -> bool:
+    """Do `replicas` ready replicas of `shape` serve every request arriving from `judged_from_s` within the SLO?"""
+    if replicas == 0:
+        return not any(t >= judged_from_s for t in requests.arrival_s)
+    slo = config.plans[requests.service].service.slo
+    sim = FleetSim(config, {requests.service: requests}, instant_start=True, drain_grace_s=120.0)
+    result = sim.run(_Fixed("probe", {requests.service: {shape: replicas}}))
+    ttft, tpot = result.ttft_s[requests.service], result.tpot_s[requests.service]
+    for i, t in enumerate(requests.arrival_s):
+        if t < judged_from_s:
+            continue
+        if math.isnan(ttft[i]) or ttft[i] > slo.ttft_p95_s:
+            return False
+        if not math.isnan(tpot[i]) and tpot[i] > slo.tpot_p95_s:
+            return False
+    return True
+
+
+def needed_per_window(
+    config: CompiledScenario,
+    requests: ServiceRequests,
+    candidate: Candidate,
+    tick_s: float,
+    warmup_s: float = 60.0,
+) -> list[int]:
+    """Per tick window from time 0: the fewest ready replicas of `candidate` that serve it within the SLO
+    (`max_replicas + 1` where even max_replicas do not)."""
+    service = config.plans[requests.service].service
+    end = requests.arrival_s[-1] if requests.arrival_s else 0.0
+    windows = int(end // tick_s) + 1
+    needed = []
+    previous = service.min_replicas
+    for w in range(windows):
+        start = w * tick_s
+        chunk = _window(requests, max(0.0, start - warmup_s), start + tick_s)
+        judged = start - max(0.0, start - warmup_s)
+        # Search around the previous window's answer: neighbouring windows need similar fleets.
+        low, high = 0, max(1, previous)
+        while high <= service.max_replicas and not _meets(config, chunk, candidate.shape, high, judged):
+            low, high = high, high * 2
+        high = min(high, service.max_replicas + 1)
+        while low + 1 < high:
+            mid = (low + high) // 2
+            if _meets(config, chunk, candidate.shape, mid, judged):
+                high = mid
+            else:
+                low = mid
+        if high <= service.max_replicas and _meets(config, chunk, candidate.shape, low, judged):
+            high = low
+        needed.append(max(service.min_replicas, high))
+        previous = max(1, high)
+    return needed
+
+
+@dataclass
+class OraclePolicy:
+    """Clairvoyant targets per tick (see the module docstring); `instant=True` gives the instant-start bound."""
+
+    config: CompiledScenario
+    requests: Mapping[str, ServiceRequests]
+    tick_s: float | None = None
+    instant: bool = False
+    name: str = "oracle"
+    plan: dict[str, tuple[Shape, list[int], float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        tick = self.tick_s or self.config.scenario.policy.tick_s
+        self.tick_s = tick
+        if self.instant:
+            self.name = "instant_start"
+        for name, requests in self.requests.items():
+            best: tuple[float, Shape, list[int], float] | None = None
+            for candidate in self.config.plans[name].candidates:
+                if candidate.profile is None:
+                    continue
+                needed = needed_per_window(self.config, requests, candidate, tick)
+                horizon = 0.0 if self.instant else self._cold_start(candidate) + tick
+                held = self._hold(needed, horizon, tick)
+                cost = sum(held) * candidate.price_usd_per_h
+                if best is None or cost < best[0]:
+                    best = (cost, candidate.shape, held, horizon)
+            if best is None:
+                raise ValueError(f"service {name}: no shape can serve it")
+            self.plan[name] = (best[1], best[2], best[3])
+
+    def _cold_start(self, candidate: Candidate) -> float:
+        return self.config.pools[candidate.pool].node_provisioning_s + candidate.startup_s
+
+    @staticmethod
+    def _hold(needed: list[int], horizon_s: float, tick_s: float) -> list[int]:
+        """At each tick: the most any window from now to a cold start ahead needs."""
+        ahead = math.ceil(horizon_s / tick_s)
+        return [max(needed[k : k + ahead + 1]) for k in range(len(needed))]
+
+    def targets(self, view: FleetView) -> Targets:
+        assert self.tick_s is not None
+        k = round(view.now_s / self.tick_s)
+        out = {}
+        for name, (shape, held, _) in self.plan.items():
+            out[name] = {shape: held[min(k, len(held) - 1)] if held else 0}
+        return out

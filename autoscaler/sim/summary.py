@@ -1,0 +1,74 @@
+"""A replay reduced to the figures the what-if table and its JSON contract (DESIGN.md section 9) report.
+
+A request attains the SLO when it was served, its TTFT is within the service's `ttft_p95_s` and its TPOT within
+`tpot_p95_s` (a one-token answer has no TPOT and is judged on TTFT). Attainment is over all requests, the unserved
+ones included (they are the requests still unfinished when the replay ended). Latency percentiles are over served
+requests. GPU-hours and cost count each replica from its creation (its GPUs are held during the cold start) to
+its end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from autoscaler.compiled import CompiledScenario
+from autoscaler.sim.fleet import ReplayResult
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySummary:
+    policy: str
+    requests: int
+    slo_attainment: float
+    ttft_p95_s: float
+    tpot_p95_s: float
+    gpu_hours: float
+    cost_usd: float
+    scale_events: int
+    unserved: int
+
+    def as_json(self) -> dict[str, float | int]:
+        data = asdict(self)
+        del data["policy"]
+        return data
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of the finite values; nan when there are none."""
+    finite = sorted(v for v in values if not math.isnan(v))
+    if not finite:
+        return math.nan
+    return finite[min(len(finite) - 1, max(0, math.ceil(q * len(finite)) - 1))]
+
+
+def summarize(result: ReplayResult, config: CompiledScenario) -> PolicySummary:
+    total = met = unserved = 0
+    ttfts: list[float] = []
+    tpots: list[float] = []
+    for name, requests in result.requests.items():
+        slo = config.plans[name].service.slo
+        ttft, tpot = result.ttft_s[name], result.tpot_s[name]
+        for i in range(len(requests.arrival_s)):
+            total += 1
+            if math.isnan(result.finish_s[name][i]):
+                unserved += 1
+                continue
+            ttfts.append(ttft[i])
+            if not math.isnan(tpot[i]):
+                tpots.append(tpot[i])
+            if ttft[i] <= slo.ttft_p95_s and (math.isnan(tpot[i]) or tpot[i] <= slo.tpot_p95_s):
+                met += 1
+    gpu_hours = sum((s.end_s - s.created_s) * s.gpu_share for s in result.replica_spans) / 3600.0
+    cost = sum((s.end_s - s.created_s) * s.usd_per_h for s in result.replica_spans) / 3600.0
+    return PolicySummary(
+        result.policy,
+        total,
+        met / total if total else 1.0,
+        percentile(ttfts, 0.95),
+        percentile(tpots, 0.95),
+        gpu_hours,
+        cost,
+        result.scale_events,
+        unserved,
+    )

@@ -1,0 +1,67 @@
+"""The what-if comparison's policies by name, its table and its JSON contract (DESIGN.md section 9).
+
+`rayserve` is built by the CLI (it calls Ray, which the core never imports: `adapters/rayserve`); the others are
+built here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from autoscaler.compiled import CompiledScenario
+from autoscaler.sim.compare import Comparison, PolicyFactory
+from autoscaler.sim.fleet import ServiceRequests
+from autoscaler.sim.policies import FleetscalePolicy, HpaPolicy, KpaPolicy, StaticPolicy
+
+POLICIES = ("fleetscale", "hpa", "kpa", "rayserve", "static")
+BOUNDS = ("oracle", "instant_start")
+COLUMNS = (
+    "policy", "requests", "SLO attainment", "p95 TTFT s", "p95 TPOT s", "GPU-hours", "cost $", "scale events",
+    "unserved", "cost / oracle",
+)  # fmt: skip
+
+
+def core_factory(name: str, config: CompiledScenario, requests: Mapping[str, ServiceRequests]) -> PolicyFactory:
+    if name == "fleetscale":
+        return lambda: FleetscalePolicy(config, requests)
+    if name == "hpa":
+        return lambda: HpaPolicy(config, requests)
+    if name == "kpa":
+        return lambda: KpaPolicy(config, requests)
+    if name == "static":
+        return lambda: StaticPolicy(config, requests)
+    raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})")
+
+
+def _number(value: float, digits: int) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def table_rows(comparison: Comparison) -> list[list[str]]:
+    rows = []
+    for name, s in comparison.summaries.items():
+        rows.append(
+            [
+                name, f"{s.requests:,}", f"{s.slo_attainment:.2%}", _number(s.ttft_p95_s, 3),
+                _number(s.tpot_p95_s, 4), f"{s.gpu_hours:.2f}", f"{s.cost_usd:.2f}", str(s.scale_events),
+                str(s.unserved), _number(comparison.cost_vs_oracle(name), 2),
+            ]
+        )  # fmt: skip
+    return rows
+
+
+def comparison_json(comparison: Comparison, trace: Mapping[str, Any], rate_scale: float) -> dict[str, Any]:
+    """`{"trace": {...}, "rate_scale": k, "policies": {name: {requests, slo_attainment, ttft_p95_s, tpot_p95_s,
+    gpu_hours, cost_usd, scale_events, unserved, cost_vs_oracle}}}`; NaN (no served request) is written as null."""
+
+    def clean(value: float | int) -> float | int | None:
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    policies = {}
+    for name, summary in comparison.summaries.items():
+        data: dict[str, Any] = {key: clean(value) for key, value in summary.as_json().items()}
+        data["cost_vs_oracle"] = clean(comparison.cost_vs_oracle(name))
+        policies[name] = data
+    return {"trace": dict(trace), "rate_scale": rate_scale, "policies": policies}
