@@ -28,11 +28,13 @@ class ReplicaEngine:
     """A replica serving requests (indices into the caller's arrays of arrival times and token counts)."""
 
     __slots__ = (
+        "_kv_slope_s",
         "arrival_s",
         "busy_s",
         "busy_until",
         "context_sum",
         "first_token_s",
+        "in_flight",
         "input_tokens",
         "kv_capacity",
         "max_seqs",
@@ -78,11 +80,9 @@ class ReplicaEngine:
         self.run_growth = 0.0
         self.run_prefill = -1  # the request whose prefill is in progress
         self.busy_s = 0.0
-
-    @property
-    def in_flight(self) -> int:
-        """Requests on this replica: waiting, in prefill and decoding."""
-        return len(self.waiting) + len(self.running) + (self.run_prefill >= 0)
+        self.in_flight = 0  # requests on this replica: waiting, in prefill and decoding (the router reads it)
+        # The decode step grows by this per sequence per token of mean context (the step is linear in context).
+        self._kv_slope_s = profile.decode_ms_per_seq_per_1k_context.value / 1e6
 
     @property
     def idle(self) -> bool:
@@ -91,6 +91,7 @@ class ReplicaEngine:
     def submit(self, request: int, now: float) -> None:
         """A request arrives at `now` (not before the last event the engine handled)."""
         self.waiting.append(request)
+        self.in_flight += 1
         if self.idle:
             self._plan(now)
         elif self.run_steps > 1 and len(self.waiting) == 1 and self._admissible(request):
@@ -109,6 +110,7 @@ class ReplicaEngine:
             out = self.output_tokens[request]
             if out <= 1:
                 self.reserved -= self.input_tokens[request] + out
+                self.in_flight -= 1
                 self.on_done(request, now, now, math.nan)
             else:
                 self.first_token_s[request] = now
@@ -124,6 +126,7 @@ class ReplicaEngine:
                 first = self.first_token_s.pop(request)
                 self.context_sum -= self.input_tokens[request] + out
                 self.reserved -= self.input_tokens[request] + out
+                self.in_flight -= 1
                 self.on_done(request, first, now, (now - first) / (out - 1))
         self._plan(now)
         return self.busy_until
@@ -149,7 +152,7 @@ class ReplicaEngine:
             b = len(self.running)
             mean = self.context_sum / b
             t0 = self.profile.decode_step_ms(b, mean) / 1000.0
-            growth = self.profile.decode_step_ms(b, mean + 1.0) / 1000.0 - t0
+            growth = b * self._kv_slope_s
             steps = self.running[0][0] - self.step  # to the next sequence leaving
             self.run_start, self.run_steps, self.run_t0, self.run_growth = now, steps, t0, growth
             duration = steps * t0 + growth * steps * (steps - 1) / 2.0

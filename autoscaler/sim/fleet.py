@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
@@ -65,19 +65,21 @@ class SimReplica:
     state: State = State.STARTING
     ended_s: float = math.nan
     version: int = 0
+    cap: int = 0  # requests in flight the gateway gives it at most
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceWindow:
     """What a policy sees of one service at a tick: the last window's arrivals and tokens, the in-flight samples
-    of the last minutes, and the replicas per shape by state."""
+    of the last minutes, and the replicas per shape by state. `samples` is the simulator's own buffer (copying it
+    every tick would cost more than the tick): read it during the tick, do not keep it."""
 
     service: str
     window_s: float
     arrivals: int
     input_tokens: int
     output_tokens: int
-    samples: tuple[tuple[float, int, int], ...]  # (time, requests in flight incl. gateway queue, ready replicas)
+    samples: Sequence[tuple[float, int, int]]  # (time, requests in flight incl. gateway queue, ready replicas)
     ready: Mapping[Shape, int]
     starting: Mapping[Shape, int]
     queued: int
@@ -200,10 +202,11 @@ class _Pool:
 
 
 class _Service:
-    def __init__(self, requests: ServiceRequests, max_ongoing: int | None) -> None:
+    def __init__(self, requests: ServiceRequests, max_ongoing: int | None, history_s: float, sample_s: float) -> None:
         self.requests = requests
         self.name = requests.service
         self.replicas: list[SimReplica] = []
+        self.ready: list[SimReplica] = []  # the replicas the gateway routes to
         self.gateway: deque[int] = deque()
         self.next_request = 0
         self.max_ongoing = max_ongoing
@@ -215,13 +218,8 @@ class _Service:
         self.window_input = 0
         self.window_output = 0
         self.last_window_arrivals = 0
-        self.samples: deque[tuple[float, int, int]] = deque()
-
-    def in_flight(self) -> int:
-        return len(self.gateway) + sum(r.engine.in_flight for r in self.replicas if r.state is not State.GONE)
-
-    def ready_count(self) -> int:
-        return sum(1 for r in self.replicas if r.state is State.READY)
+        self.samples: deque[tuple[float, int, int]] = deque(maxlen=max(1, round(history_s / sample_s)))
+        self.in_flight = 0  # requests arrived and not finished: the gateway's queue and the replicas'
 
 
 class FleetSim:
@@ -234,7 +232,7 @@ class FleetSim:
         *,
         tick_s: float | None = None,
         sample_s: float = 2.0,
-        history_s: float = 600.0,
+        history_s: float = 120.0,
         node_idle_s: float = 600.0,
         max_ongoing: int | None = None,
         drain_grace_s: float = 600.0,
@@ -250,7 +248,7 @@ class FleetSim:
         self.node_idle_s = node_idle_s
         self.drain_grace_s = drain_grace_s
         self.instant_start = instant_start
-        self.services = {name: _Service(reqs, max_ongoing) for name, reqs in requests.items()}
+        self.services = {name: _Service(reqs, max_ongoing, history_s, sample_s) for name, reqs in requests.items()}
         self.pools = {name: _Pool(pool) for name, pool in config.pools.items()}
         self.heap: list[tuple[float, int, int, object, int]] = []
         self.order = 0
@@ -290,13 +288,10 @@ class FleetSim:
             elif kind == _READY:
                 assert isinstance(obj, SimReplica)
                 if obj.state is State.STARTING and obj.version == version:
-                    obj.state = State.READY
-                    self._feed(self.services[obj.service], obj)
+                    self._make_ready(self.services[obj.service], obj)
             elif kind == _SAMPLE:
                 for service in self.services.values():
-                    service.samples.append((at, service.in_flight(), service.ready_count()))
-                    while service.samples and service.samples[0][0] < at - self.history_s:
-                        service.samples.popleft()
+                    service.samples.append((at, service.in_flight, len(service.ready)))
                 self._push(at + self.sample_s, _SAMPLE, None)
             elif kind == _TICK:
                 if at <= last_arrival + self.tick_s:
@@ -307,7 +302,7 @@ class FleetSim:
         return self._result(policy.name)
 
     def _busy(self) -> bool:
-        return any(s.in_flight() for s in self.services.values()) or any(
+        return any(s.in_flight for s in self.services.values()) or any(
             s.next_request < len(s.requests.arrival_s) for s in self.services.values()
         )
 
@@ -315,6 +310,7 @@ class FleetSim:
         i = service.next_request
         service.next_request += 1
         service.window_arrivals += 1
+        service.in_flight += 1
         service.window_input += service.requests.input_tokens[i]
         service.window_output += service.requests.output_tokens[i]
         if service.next_request < len(service.requests.arrival_s):
@@ -327,16 +323,12 @@ class FleetSim:
 
     def _route(self, service: _Service) -> SimReplica | None:
         best: SimReplica | None = None
-        for replica in service.replicas:
-            if replica.state is not State.READY:
-                continue
+        least = 1 << 60
+        for replica in service.ready:
             load = replica.engine.in_flight
-            if load < self._cap(service, replica) and (best is None or load < best.engine.in_flight):
-                best = replica
+            if load < least and load < replica.cap:
+                best, least = replica, load
         return best
-
-    def _cap(self, service: _Service, replica: SimReplica) -> int:
-        return service.max_ongoing if service.max_ongoing is not None else replica.engine.max_seqs
 
     def _submit(self, replica: SimReplica, request: int) -> None:
         before = replica.engine.busy_until
@@ -358,8 +350,7 @@ class FleetSim:
 
     def _feed(self, service: _Service, replica: SimReplica) -> None:
         """Give queued requests to `replica` while it has free slots."""
-        cap = self._cap(service, replica)
-        while service.gateway and replica.engine.in_flight < cap:
+        while service.gateway and replica.engine.in_flight < replica.cap:
             self._submit(replica, service.gateway.popleft())
 
     def _retire(self, replica: SimReplica) -> None:
@@ -381,7 +372,7 @@ class FleetSim:
                     starting[replica.shape] = starting.get(replica.shape, 0) + 1
             windows[name] = ServiceWindow(
                 name, self.tick_s, service.window_arrivals, service.window_input, service.window_output,
-                tuple(service.samples), ready, starting, len(service.gateway),
+                service.samples, ready, starting, len(service.gateway),
             )  # fmt: skip
             service.last_window_arrivals = service.window_arrivals
             service.window_arrivals = service.window_input = service.window_output = 0
@@ -424,15 +415,22 @@ class FleetSim:
         # A warm start (time 0) and the instant-start bound skip the cold start.
         ready = self.now if warm or self.instant_start else nodes_at + candidate.startup_s
         replica = SimReplica(service.name, shape, candidate, engine, self.now, ready)
+        replica.cap = service.max_ongoing if service.max_ongoing is not None else engine.max_seqs
         service.replicas.append(replica)
         self.all_replicas.append(replica)
         if ready <= self.now:
-            replica.state = State.READY
-            self._feed(service, replica)
+            self._make_ready(service, replica)
         else:
             self._push(ready, _READY, replica, replica.version)
 
+    def _make_ready(self, service: _Service, replica: SimReplica) -> None:
+        replica.state = State.READY
+        service.ready.append(replica)
+        self._feed(service, replica)
+
     def _stop(self, replica: SimReplica) -> None:
+        if replica.state is State.READY:
+            self.services[replica.service].ready.remove(replica)
         if replica.state is State.STARTING:
             replica.version += 1  # its ready event is void
             self._retire(replica)
@@ -445,6 +443,7 @@ class FleetSim:
         arrivals = service.requests.arrival_s
 
         def done(request: int, first: float, last: float, tpot: float) -> None:
+            service.in_flight -= 1
             service.ttft[request] = first - arrivals[request]
             service.tpot[request] = tpot
             service.finish[request] = last
