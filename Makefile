@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fleetscale validate configs/examples/*.yaml
 	$(BIN)/fleetscale whatif --scenario configs/examples/code-assistant.yaml \
-		--trace configs/traces/AzureLLMInferenceTrace_code.csv --json whatif-code-assistant.json
+		--trace configs/traces/AzureLLMInferenceTrace_code.csv --json reports/code-assistant/whatif.json \
+		--report reports/code-assistant
 
 test: check unit
 

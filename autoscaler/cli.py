@@ -10,7 +10,7 @@ import json
 import math
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -471,16 +471,29 @@ def whatif_command(
     policy: Annotated[
         list[str] | None, typer.Option(help="fleetscale, hpa, kpa, rayserve or static; repeatable (default: all).")
     ] = None,
+    tune_baselines: Annotated[
+        float | None,
+        typer.Option(help="Tune hpa, kpa, rayserve and static to the cheapest setting reaching this attainment."),
+    ] = None,
     cv: Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
+    decisions: Annotated[
+        Path | None, typer.Option(help="Write fleetscale's decisions here (CSV, one row per tick, service, shape).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write PNG plots and a Markdown summary to this directory.")
+    ] = None,
 ) -> None:
     """Replay traces under each policy, the oracle and the instant-start bound; compare cost and SLO attainment."""
     from adapters.traces import load_trace
     from autoscaler.errors import DataQualityError
     from autoscaler.series import RateSeries
     from autoscaler.sim.compare import PolicyFactory, compare
-    from autoscaler.sim.whatif import COLUMNS, POLICIES, comparison_json, core_factory, table_rows
+    from autoscaler.sim.fleet import Policy as SimPolicy
+    from autoscaler.sim.policies import DecisionRow, FleetscalePolicy
+    from autoscaler.sim.tune import Tuned, grid, tune
+    from autoscaler.sim.whatif import COLUMNS, KNOBS, POLICIES, comparison_json, core_factory, knob_maker, table_rows
     from autoscaler.sim.workload import Workload, from_rate_series, from_request_trace
 
     catalog, book = _book()
@@ -517,7 +530,14 @@ def whatif_command(
         else:
             workloads[service] = from_request_trace(service, loaded, rate_scale, seed)
     requests = {name: w.requests for name, w in workloads.items()}
+    for name, w in workloads.items():
+        gaps = f", {w.missing_bins} bins without data" if w.missing_bins else ""
+        out.print(f"{name}: {w.source}: {len(w.requests.arrival_s):,} requests{gaps}", markup=False)
+    if tune_baselines is not None and not 0 < tune_baselines < 1:
+        raise _fail(f"--tune-baselines {tune_baselines:g}: an attainment between 0 and 1 (0.99 for 99 %)")
     factories: dict[str, PolicyFactory] = {}
+    makers: dict[str, Callable[[float], SimPolicy]] = {}
+    rows: list[DecisionRow] = []
     for name in names:
         if name == "rayserve":
             from adapters.rayserve.default_policy import RayServePolicy, RayUnavailableError
@@ -526,13 +546,29 @@ def whatif_command(
                 RayServePolicy(compiled, requests)
             except RayUnavailableError as exc:
                 raise _fail(str(exc)) from None
+            makers[name] = lambda value: RayServePolicy(compiled, requests, target_ongoing_requests=value)
             factories[name] = lambda: RayServePolicy(compiled, requests)
+        elif name == "fleetscale" and decisions is not None:
+            factories[name] = lambda: FleetscalePolicy(compiled, requests, decisions=rows)
         else:
             factories[name] = core_factory(name, compiled, requests)
+            if name in KNOBS:
+                makers[name] = knob_maker(name, compiled, requests)
+    tuned: dict[str, Tuned] = {}
+    if tune_baselines is not None:
+        for name, make in makers.items():
+            knob, default, low, high = KNOBS[name]
+            with err.status(f"tuning {name}'s {knob} to reach {tune_baselines:.2%} attainment"):
+                result = tune(name, knob, make, grid(default, low, high), compiled, requests, tune_baselines)
+            tuned[name] = result
+            factories[name] = lambda make=make, value=result.value: make(value)  # type: ignore[misc]
+            verdict = "reaches" if result.reached else "does not reach; best"
+            out.print(
+                f"tuned {name}: {knob} = {result.value:.3g} {verdict} {result.summary.slo_attainment:.2%} "
+                f"at ${result.summary.cost_usd:.2f} ({result.tried} settings replayed)",
+                markup=False,
+            )
     total = sum(len(r.arrival_s) for r in requests.values())
-    for name, w in workloads.items():
-        gaps = f", {w.missing_bins} bins without data" if w.missing_bins else ""
-        out.print(f"{name}: {w.source}: {len(w.requests.arrival_s):,} requests{gaps}", markup=False)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("replaying", total=len(factories) + 2)
 
@@ -546,17 +582,48 @@ def whatif_command(
     table = Table(title=f"what-if: {scenario.name}, rate x{rate_scale:g}", title_justify="left")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column == "policy" else "right")
-    for row in table_rows(comparison):
-        table.add_row(*row)
+    for cells in table_rows(comparison):
+        table.add_row(*cells)
     out.print(table)
     out.print(
         "oracle: clairvoyant with cold starts; instant_start: the same without cold starts (the physical limit). "
         "Cost counts each replica's GPU share from creation (cold start included) to its end.",
         markup=False,
     )
+    if decisions is not None:
+        import csv
+
+        with decisions.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(
+                ["time_s", "service", "shape", "current", "target", "reason", "predicted_demand_rps", "cost_usd_per_h"]
+            )
+            for row in rows:
+                writer.writerow(
+                    [f"{row.time_s:g}", row.service, row.shape, row.current, row.target, row.reason,
+                     f"{row.predicted_demand_rps:.4g}", f"{row.cost_usd_per_h:.4f}"]
+                )  # fmt: skip
+        out.print(f"wrote {decisions} ({len(rows):,} rows)", markup=False)
+    if report is not None:
+        from autoscaler.sim.report import write_report
+
+        header = {
+            "traces": ", ".join(
+                f"{n}: {w.source} ({len(w.requests.arrival_s):,} requests)" for n, w in workloads.items()
+            ),
+            "rate scale": f"x{rate_scale:g}",
+            "tick": f"{scenario.policy.tick_s:g} s",
+        }
+        if tuned:
+            header["baselines tuned to"] = f"{tune_baselines:.2%} attainment: " + ", ".join(
+                f"{n} {t.knob} {t.value:.3g}" + ("" if t.reached else " (not reached)") for n, t in tuned.items()
+            )
+        written = write_report(report, comparison, compiled, table_rows(comparison), COLUMNS, header)
+        out.print(f"report: {report / 'summary.md'} ({len(written)} files)", markup=False)
     if json_out is not None:
         info = {name: {"source": w.source, "requests": len(w.requests.arrival_s)} for name, w in workloads.items()}
-        json_out.write_text(json.dumps(comparison_json(comparison, info, rate_scale), indent=2) + "\n")
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(comparison_json(comparison, info, rate_scale, tuned), indent=2) + "\n")
         out.print(f"wrote {json_out}", markup=False)
 
 

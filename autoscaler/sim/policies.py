@@ -120,7 +120,8 @@ class HpaPolicy:
 
     config: CompiledScenario
     requests: Mapping[str, ServiceRequests]
-    target: float | None = None  # in flight per replica; None: each service's in-flight at capacity
+    target: float | None = None  # in flight per replica; None: each service's in-flight at capacity x target_scale
+    target_scale: float = 1.0
     tolerance: float = 0.1
     stabilization_s: float = 300.0
     metric_window_s: float = 15.0
@@ -135,7 +136,7 @@ class HpaPolicy:
         out: dict[str, dict[Shape, int]] = {}
         for name, window in view.services.items():
             base = self._shapes[name]
-            target = self.target or base.in_flight_at_capacity
+            target = self.target or base.in_flight_at_capacity * self.target_scale
             current = window.ready.get(base.shape, 0) + window.starting.get(base.shape, 0)
             in_flight = window.mean_in_flight(self.metric_window_s, view.now_s)
             if current == 0:
@@ -163,7 +164,8 @@ class KpaPolicy:
 
     config: CompiledScenario
     requests: Mapping[str, ServiceRequests]
-    target: float | None = None
+    target: float | None = None  # concurrency per replica; None: the in-flight at capacity / 0.7 x target_scale
+    target_scale: float = 1.0
     utilization: float = 0.7
     stable_s: float = 60.0
     panic_s: float = 6.0
@@ -181,7 +183,8 @@ class KpaPolicy:
         out: dict[str, dict[Shape, int]] = {}
         for name, window in view.services.items():
             base = self._shapes[name]
-            per_replica = (self.target or base.in_flight_at_capacity / self.utilization) * self.utilization
+            target = self.target or base.in_flight_at_capacity / self.utilization * self.target_scale
+            per_replica = target * self.utilization
             ready = window.ready.get(base.shape, 0)
             current = ready + window.starting.get(base.shape, 0)
             if not window.samples:
@@ -245,13 +248,29 @@ class RateForecaster:
         return Forecast(self.tick_s, (level * trend,) * steps, quantile_values, model="recent_quantiles")
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    """One service and shape of one decision: what `--decisions FILE` writes."""
+
+    time_s: float
+    service: str
+    shape: str
+    current: int
+    target: int
+    reason: str
+    predicted_demand_rps: float
+    cost_usd_per_h: float
+
+
 @dataclass
 class FleetscalePolicy:
-    """fleetscale's own decision (`decide`) with forecasts, as the controller runs it."""
+    """fleetscale's own decision (`decide`) with forecasts, as the controller runs it. With `decisions`, every
+    decision is also kept there, one row per service and shape."""
 
     config: CompiledScenario
     requests: Mapping[str, ServiceRequests]
     forecast: bool = True
+    decisions: list[DecisionRow] | None = None
     name: str = "fleetscale"
     _state: PolicyState = field(default_factory=PolicyState)
     _forecasters: dict[str, RateForecaster] = field(default_factory=dict)
@@ -277,4 +296,13 @@ class FleetscalePolicy:
                 if predicted is not None:
                     forecasts[name] = predicted
         decision, self._state = decide(Observation(now, services), forecasts, self.config, self._state, now)
+        if self.decisions is not None:
+            for s in decision.services:
+                for shape in sorted(set(s.current) | set(s.target), key=str):
+                    self.decisions.append(
+                        DecisionRow(
+                            view.now_s, s.service, str(shape), s.current.get(shape, 0), s.target.get(shape, 0),
+                            s.reason.value, s.predicted_demand_rps, s.cost_usd_per_h,
+                        )
+                    )  # fmt: skip
         return {s.service: dict(s.target) for s in decision.services}

@@ -7,13 +7,14 @@ built here.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from autoscaler.compiled import CompiledScenario
 from autoscaler.sim.compare import Comparison, PolicyFactory
-from autoscaler.sim.fleet import ServiceRequests
+from autoscaler.sim.fleet import Policy, ServiceRequests
 from autoscaler.sim.policies import FleetscalePolicy, HpaPolicy, KpaPolicy, StaticPolicy
+from autoscaler.sim.tune import Tuned
 
 POLICIES = ("fleetscale", "hpa", "kpa", "rayserve", "static")
 BOUNDS = ("oracle", "instant_start")
@@ -26,13 +27,33 @@ COLUMNS = (
 def core_factory(name: str, config: CompiledScenario, requests: Mapping[str, ServiceRequests]) -> PolicyFactory:
     if name == "fleetscale":
         return lambda: FleetscalePolicy(config, requests)
-    if name == "hpa":
-        return lambda: HpaPolicy(config, requests)
-    if name == "kpa":
-        return lambda: KpaPolicy(config, requests)
-    if name == "static":
-        return lambda: StaticPolicy(config, requests)
+    if name in KNOBS:
+        make = knob_maker(name, config, requests)
+        default = KNOBS[name][1]
+        return lambda: make(default)
     raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})")
+
+
+# The knob `--tune-baselines` searches per baseline: (name, default, low and high as multiples of the default).
+KNOBS: dict[str, tuple[str, float, float, float]] = {
+    "hpa": ("target_scale", 1.0, 1 / 16, 4.0),
+    "kpa": ("target_scale", 1.0, 1 / 16, 4.0),
+    "rayserve": ("target_ongoing_requests", 2.0, 1 / 16, 4.0),
+    "static": ("scale", 1.0, 1.0, 4.0),
+}
+
+
+def knob_maker(
+    name: str, config: CompiledScenario, requests: Mapping[str, ServiceRequests]
+) -> Callable[[float], Policy]:
+    """The baseline `name` as a function of its knob (`rayserve` is the CLI's: see `adapters/rayserve`)."""
+    if name == "hpa":
+        return lambda value: HpaPolicy(config, requests, target_scale=value)
+    if name == "kpa":
+        return lambda value: KpaPolicy(config, requests, target_scale=value)
+    if name == "static":
+        return lambda value: StaticPolicy(config, requests, scale=value)
+    raise ValueError(f"{name} has no knob here")
 
 
 def _number(value: float, digits: int) -> str:
@@ -52,7 +73,12 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
     return rows
 
 
-def comparison_json(comparison: Comparison, trace: Mapping[str, Any], rate_scale: float) -> dict[str, Any]:
+def comparison_json(
+    comparison: Comparison,
+    trace: Mapping[str, Any],
+    rate_scale: float,
+    tuned: Mapping[str, Tuned] | None = None,
+) -> dict[str, Any]:
     """`{"trace": {...}, "rate_scale": k, "policies": {name: {requests, slo_attainment, ttft_p95_s, tpot_p95_s,
     gpu_hours, cost_usd, scale_events, unserved, cost_vs_oracle}}}`; NaN (no served request) is written as null."""
 
@@ -63,5 +89,7 @@ def comparison_json(comparison: Comparison, trace: Mapping[str, Any], rate_scale
     for name, summary in comparison.summaries.items():
         data: dict[str, Any] = {key: clean(value) for key, value in summary.as_json().items()}
         data["cost_vs_oracle"] = clean(comparison.cost_vs_oracle(name))
+        if tuned and name in tuned:
+            data["tuned"] = {"knob": tuned[name].knob, "value": tuned[name].value, "reached": tuned[name].reached}
         policies[name] = data
     return {"trace": dict(trace), "rate_scale": rate_scale, "policies": policies}

@@ -378,20 +378,24 @@ def test_whatif_compares_the_policies_and_writes_the_json_contract(tmp_path: Pat
     lines = (ROOT / "configs/traces/AzureLLMInferenceTrace_code.csv").read_text().splitlines()[:1201]
     trace = tmp_path / "code-head.csv"
     trace.write_text("\n".join(lines) + "\n")
-    out = tmp_path / "whatif.json"
+    out, decisions, report = tmp_path / "whatif.json", tmp_path / "decisions.csv", tmp_path / "report"
     result = invoke(
-        [        "whatif", "--scenario", str(ROOT / "configs/examples/code-assistant.yaml"), "--trace", f"code={trace}",
-        "--policy", "static", "--policy", "hpa", "--policy", "rayserve", "--json", str(out),
+        [
+            "whatif", "--scenario", str(ROOT / "configs/examples/code-assistant.yaml"), "--trace", f"code={trace}",
+            "--policy", "fleetscale", "--policy", "static", "--policy", "hpa", "--policy", "rayserve",
+            "--tune-baselines", "0.9", "--json", str(out), "--decisions", str(decisions), "--report", str(report),
         ]
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "code: code-head x1: 1,200 requests" in result.output
-    for name in ("static", "hpa", "rayserve", "oracle", "instant_start"):
+    for name in ("fleetscale", "static", "hpa", "rayserve", "oracle", "instant_start"):
         assert f"│ {name}" in result.output
+    for name in ("static", "hpa", "rayserve"):
+        assert f"tuned {name}: " in result.output
     data = json.loads(out.read_text())
     assert data["rate_scale"] == 1.0
     assert data["trace"]["code"]["requests"] == 1200
-    assert set(data["policies"]) == {"static", "hpa", "rayserve", "oracle", "instant_start"}
+    assert set(data["policies"]) == {"fleetscale", "static", "hpa", "rayserve", "oracle", "instant_start"}
     keys = {
         "requests",
         "slo_attainment",
@@ -407,6 +411,18 @@ def test_whatif_compares_the_policies_and_writes_the_json_contract(tmp_path: Pat
         assert figures["requests"] == 1200
     assert data["policies"]["oracle"]["slo_attainment"] >= 0.999
     assert data["policies"]["oracle"]["cost_vs_oracle"] == 1.0
+    assert data["policies"]["static"]["tuned"]["knob"] == "scale"
+    assert data["policies"]["rayserve"]["tuned"]["knob"] == "target_ongoing_requests"
+    # Tuned baselines that reach the target report at least that attainment.
+    for name in ("static", "hpa", "rayserve"):
+        if data["policies"][name]["tuned"]["reached"]:
+            assert data["policies"][name]["slo_attainment"] >= 0.9
+    rows = decisions.read_text().splitlines()
+    assert rows[0] == "time_s,service,shape,current,target,reason,predicted_demand_rps,cost_usd_per_h"
+    assert len(rows) > 30 and all(row.split(",")[1] == "code" for row in rows[1:])
+    assert {p.name for p in report.iterdir()} == {"summary.md", "demand_capacity.png", "latency_cdf.png", "cost.png"}
+    assert "| oracle |" in (report / "summary.md").read_text()
+    assert (report / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_whatif_names_an_unknown_policy_and_a_missing_trace() -> None:

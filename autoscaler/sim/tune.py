@@ -1,0 +1,63 @@
+"""`--tune-baselines T`: each baseline's main knob set to the cheapest value that reaches attainment T.
+
+Knobs: HPA's and KPA's target (requests in flight per replica), Ray Serve's `target_ongoing_requests`, and the
+static fleet's scale (replicas = scale x what the trace's peak needs at capacity). A lower target or a higher scale
+buys attainment with money; the relation is monotone in the large but not step by step (a burst may fall just
+before or after a scale-up), so the tuner does not bisect: it replays a geometric grid of values (factor sqrt(2),
+from 1/16 to 4 times the default target, or 1 to 4 times the static scale) and keeps the cheapest that reaches T.
+When none does, it keeps the one with the highest attainment and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from autoscaler.compiled import CompiledScenario
+from autoscaler.sim.fleet import FleetSim, Policy, ServiceRequests
+from autoscaler.sim.summary import PolicySummary, summarize
+
+
+@dataclass(frozen=True, slots=True)
+class Tuned:
+    policy: str
+    knob: str
+    value: float
+    summary: PolicySummary
+    reached: bool
+    tried: int
+
+
+def grid(default: float, low: float, high: float) -> list[float]:
+    values = []
+    k = 0
+    while default * 2 ** (k / 2) >= low * default - 1e-12:
+        values.append(default * 2 ** (k / 2))
+        k -= 1
+    k = 1
+    while default * 2 ** (k / 2) <= high * default + 1e-12:
+        values.append(default * 2 ** (k / 2))
+        k += 1
+    return sorted(values)
+
+
+def tune(
+    name: str,
+    knob: str,
+    make: Callable[[float], Policy],
+    values: list[float],
+    config: CompiledScenario,
+    requests: Mapping[str, ServiceRequests],
+    attainment: float,
+) -> Tuned:
+    best: Tuned | None = None
+    fallback: Tuned | None = None
+    for value in values:
+        summary = summarize(FleetSim(config, requests).run(make(value)), config)
+        candidate = Tuned(name, knob, value, summary, summary.slo_attainment >= attainment, len(values))
+        if candidate.reached and (best is None or summary.cost_usd < best.summary.cost_usd):
+            best = candidate
+        if fallback is None or summary.slo_attainment > fallback.summary.slo_attainment:
+            fallback = candidate
+    assert fallback is not None
+    return best if best is not None else fallback
