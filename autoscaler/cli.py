@@ -35,6 +35,7 @@ from autoscaler.placement import NodeState, PlacedReplica
 from autoscaler.placement.applied import applied
 from autoscaler.series import RequestTrace
 from autoscaler.shapes import Shape, parse_shape
+from autoscaler.sim.workload import Workload
 from autoscaler.sizing import evaluate
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="fleetscale: autoscaler for GPU inference fleets.")
@@ -457,6 +458,42 @@ def _only_service(trace: RequestTrace, service: str) -> RequestTrace:
     )
 
 
+def _load_workloads(
+    traces: list[str], trace_format: str | None, compiled: CompiledScenario, rate_scale: float, cv: float, seed: int
+) -> dict[str, Workload]:
+    """`--trace [SERVICE=]FILE` items loaded and turned into requests (a bare FILE is the first service's)."""
+    from adapters.traces import load_trace
+    from autoscaler.errors import DataQualityError
+    from autoscaler.series import RateSeries
+    from autoscaler.sim.workload import from_rate_series, from_request_trace
+
+    workloads: dict[str, Workload] = {}
+    first_service = compiled.scenario.services[0].name
+    for item in traces:
+        service, sep, path_text = item.partition("=")
+        if not sep:
+            service, path_text = first_service, item
+        if service not in compiled.plans:
+            raise _fail(f"--trace {item}: no service {service!r} (services: {', '.join(compiled.plans)})")
+        try:
+            loaded = load_trace(Path(path_text), trace_format)
+        except (DataQualityError, ConfigError) as exc:
+            raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _fail(f"--trace {item}: {exc.strerror or exc}") from None
+        spec = compiled.plans[service].service
+        if isinstance(loaded, RateSeries):
+            workloads[service] = from_rate_series(
+                service, loaded, spec.mean_input_tokens, spec.mean_output_tokens, rate_scale, cv, seed
+            )
+        else:
+            workloads[service] = from_request_trace(service, loaded, rate_scale, seed)
+    for name, w in workloads.items():
+        gaps = f", {w.missing_bins} bins without data" if w.missing_bins else ""
+        out.print(f"{name}: {w.source}: {len(w.requests.arrival_s):,} requests{gaps}", markup=False)
+    return workloads
+
+
 @app.command("whatif")
 def whatif_command(
     scenario_file: Annotated[Path, typer.Option("--scenario", help="Scenario file (YAML).")],
@@ -486,15 +523,11 @@ def whatif_command(
     ] = None,
 ) -> None:
     """Replay traces under each policy, the oracle and the instant-start bound; compare cost and SLO attainment."""
-    from adapters.traces import load_trace
-    from autoscaler.errors import DataQualityError
-    from autoscaler.series import RateSeries
     from autoscaler.sim.compare import PolicyFactory, compare
     from autoscaler.sim.fleet import Policy as SimPolicy
     from autoscaler.sim.policies import DecisionRow, FleetscalePolicy
     from autoscaler.sim.tune import Tuned, grid, tune
     from autoscaler.sim.whatif import COLUMNS, KNOBS, POLICIES, comparison_json, core_factory, knob_maker, table_rows
-    from autoscaler.sim.workload import Workload, from_rate_series, from_request_trace
 
     catalog, book = _book()
     try:
@@ -508,31 +541,8 @@ def whatif_command(
             raise _fail(f"--policy {name}: unknown (known: {', '.join(POLICIES)})")
     if not trace:
         raise _fail("--trace: give at least one trace file ([SERVICE=]FILE)")
-    workloads: dict[str, Workload] = {}
-    first_service = scenario.services[0].name
-    for item in trace:
-        service, sep, path_text = item.partition("=")
-        if not sep:
-            service, path_text = first_service, item
-        if service not in compiled.plans:
-            raise _fail(f"--trace {item}: no service {service!r} (services: {', '.join(compiled.plans)})")
-        try:
-            loaded = load_trace(Path(path_text), trace_format)
-        except (DataQualityError, ConfigError) as exc:
-            raise _fail(str(exc)) from None
-        except OSError as exc:
-            raise _fail(f"--trace {item}: {exc.strerror or exc}") from None
-        spec = compiled.plans[service].service
-        if isinstance(loaded, RateSeries):
-            workloads[service] = from_rate_series(
-                service, loaded, spec.mean_input_tokens, spec.mean_output_tokens, rate_scale, cv, seed
-            )
-        else:
-            workloads[service] = from_request_trace(service, loaded, rate_scale, seed)
+    workloads = _load_workloads(trace, trace_format, compiled, rate_scale, cv, seed)
     requests = {name: w.requests for name, w in workloads.items()}
-    for name, w in workloads.items():
-        gaps = f", {w.missing_bins} bins without data" if w.missing_bins else ""
-        out.print(f"{name}: {w.source}: {len(w.requests.arrival_s):,} requests{gaps}", markup=False)
     if tune_baselines is not None and not 0 < tune_baselines < 1:
         raise _fail(f"--tune-baselines {tune_baselines:g}: an attainment between 0 and 1 (0.99 for 99 %)")
     factories: dict[str, PolicyFactory] = {}
@@ -624,6 +634,108 @@ def whatif_command(
         info = {name: {"source": w.source, "requests": len(w.requests.arrival_s)} for name, w in workloads.items()}
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(comparison_json(comparison, info, rate_scale, tuned), indent=2) + "\n")
+        out.print(f"wrote {json_out}", markup=False)
+
+
+@app.command("plan")
+def plan_command(
+    scenario_file: Annotated[Path, typer.Option("--scenario", help="Scenario file (YAML).")],
+    trace: Annotated[
+        list[str] | None,
+        typer.Option(help="[SERVICE=]FILE; a bare FILE is the trace of the scenario's first service. Repeatable."),
+    ] = None,
+    trace_format: Annotated[
+        str | None, typer.Option(help="Trace format; detected from the content if not given.")
+    ] = None,
+    rate_scale: Annotated[float, typer.Option(help="Multiply every trace's request rate by this.", min=0.0)] = 1.0,
+    attainment: Annotated[float, typer.Option(help="SLO attainment the fleet must reach (0.99 for 99 %).")] = 0.99,
+    gpu_type: Annotated[
+        list[str] | None, typer.Option(help="Only shapes on these GPU types (catalog names). Repeatable.")
+    ] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Evaluate the candidates as tasks on a local Ray.")] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Evaluate the candidates as tasks on this Ray cluster (its workers need fleetscale)."),
+    ] = None,
+    cv: Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
+) -> None:
+    """The cheapest fixed fleet (GPU types, counts, MIG layouts) that serves the traces at the SLO attainment."""
+    from autoscaler.sim.plan import candidate_shapes, evaluate_locally, plan_fleet
+
+    if not 0 < attainment < 1:
+        raise _fail(f"--attainment {attainment:g}: a share between 0 and 1 (0.99 for 99 %)")
+    if not trace:
+        raise _fail("--trace: give at least one trace file ([SERVICE=]FILE)")
+    catalog, book = _book()
+    try:
+        scenario = load_scenario(scenario_file, catalog, book)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    compiled = compile_scenario(scenario, catalog, book)
+    for name in gpu_type or []:
+        try:
+            catalog.canonical(name)
+        except KeyError as exc:
+            raise _fail(f"--gpu-type {name}: {exc.args[0]}") from None
+    workloads = _load_workloads(trace, trace_format, compiled, rate_scale, cv, seed)
+    requests = {name: w.requests for name, w in workloads.items()}
+    for name in requests:
+        if not candidate_shapes(compiled, name, gpu_type or []):
+            raise _fail(f"service {name}: no allowed shape on the GPU types {', '.join(gpu_type or [])}")
+    if ray or ray_address:
+        from adapters.raycluster.plan_tasks import evaluate_with_ray
+
+        evaluate = evaluate_with_ray(compiled, attainment, ray_address)
+        where = f"Ray tasks on {ray_address or 'a local Ray'}"
+    else:
+        evaluate = evaluate_locally(compiled, attainment)
+        where = "this process"
+    try:
+        with err.status(f"evaluating shapes and replica counts ({where})"):
+            plan = plan_fleet(compiled, requests, evaluate, gpu_type or [])
+    except ValueError as exc:
+        raise _fail(str(exc), code=1) from None
+    table = Table(
+        title=f"plan: {scenario.name}, attainment {attainment:.2%}, rate x{rate_scale:g}", title_justify="left"
+    )
+    for column in ("service", "shape", "replicas", "attainment", "$/h", "chosen"):
+        table.add_column(column, justify="left" if column in ("service", "shape") else "right")
+    for option in sorted(plan.options, key=lambda o: (o.service, o.cost_usd_per_h)):
+        chosen = plan.chosen[option.service] is option
+        table.add_row(
+            option.service, str(option.shape), "-" if option.replicas is None else str(option.replicas),
+            f"{option.attainment:.2%}", "-" if option.replicas is None else f"{option.cost_usd_per_h:.2f}",
+            "*" if chosen else "",
+        )  # fmt: skip
+    out.print(table)
+    for pool, count in sorted(plan.nodes.items()):
+        spec = compiled.pools[pool]
+        out.print(f"  pool {pool}: {count} nodes of {spec.gpus_per_node} {spec.gpu_type}", markup=False)
+    for layout, count in sorted(plan.layouts().items()):
+        out.print(f"  MIG layout {'+'.join(layout)}: {count} GPUs", markup=False)
+    out.print(
+        f"  replicas ${plan.cost_usd_per_h:.2f}/h; whole nodes ${plan.node_cost_usd_per_h:.2f}/h "
+        f"(evaluated in {where}; {sum(o.replays for o in plan.options)} replays)",
+        markup=False,
+    )
+    if json_out is not None:
+        data = {
+            "attainment": attainment,
+            "rate_scale": rate_scale,
+            "services": {
+                name: {"shape": str(o.shape), "replicas": o.replicas, "attainment": o.attainment,
+                       "cost_usd_per_h": o.cost_usd_per_h}
+                for name, o in plan.chosen.items()
+            },
+            "nodes": plan.nodes,
+            "mig_layouts": {"+".join(layout): n for layout, n in plan.layouts().items()},
+            "cost_usd_per_h": plan.cost_usd_per_h,
+            "node_cost_usd_per_h": plan.node_cost_usd_per_h,
+        }  # fmt: skip
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(data, indent=2) + "\n")
         out.print(f"wrote {json_out}", markup=False)
 
 

@@ -433,3 +433,50 @@ def test_whatif_names_an_unknown_policy_and_a_missing_trace() -> None:
     result = invoke(["whatif", "--scenario", scenario, "--trace", "/nonexistent.csv"])
     assert result.exit_code == 2
     assert "/nonexistent.csv" in result.output
+
+
+def _code_head(tmp_path: Path, rows: int = 1200) -> Path:
+    lines = (ROOT / "configs/traces/AzureLLMInferenceTrace_code.csv").read_text().splitlines()[: rows + 1]
+    trace = tmp_path / "code-head.csv"
+    trace.write_text("\n".join(lines) + "\n")
+    return trace
+
+
+def test_plan_finds_the_cheapest_fixed_fleet(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    scenario = str(ROOT / "configs/examples/code-assistant.yaml")
+    result = invoke(
+        [
+            "plan",
+            "--scenario",
+            scenario,
+            "--trace",
+            str(_code_head(tmp_path)),
+            "--attainment",
+            "0.99",
+            "--json",
+            str(out),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    chosen = data["services"]["code"]
+    assert chosen["attainment"] >= 0.99
+    assert chosen["replicas"] >= 1
+    assert data["nodes"] == {"h100": 1}
+    assert "pool h100: 1 nodes of 8 H100-80GB" in result.output
+    only_mig = invoke(["plan", "--scenario", scenario, "--trace", str(_code_head(tmp_path)), "--gpu-type", "L4"])
+    assert only_mig.exit_code == 2
+    assert "no allowed shape on the GPU types L4" in only_mig.output
+
+
+@pytest.mark.integration
+def test_plan_with_ray_evaluates_on_a_local_ray_and_agrees(tmp_path: Path) -> None:
+    scenario = str(ROOT / "configs/examples/code-assistant.yaml")
+    trace = str(_code_head(tmp_path, 600))
+    local, remote = tmp_path / "local.json", tmp_path / "ray.json"
+    assert invoke(["plan", "--scenario", scenario, "--trace", trace, "--json", str(local)]).exit_code == 0
+    result = invoke(["plan", "--scenario", scenario, "--trace", trace, "--ray", "--json", str(remote)])
+    assert result.exit_code == 0, result.output
+    assert "Ray tasks on a local Ray" in result.output
+    assert json.loads(remote.read_text()) == json.loads(local.read_text())
