@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/perf_validation.py
 	$(BIN)/python benchmarks/forecast_cost.py --series 40
 	$(BIN)/python benchmarks/placement.py
+	$(BIN)/python benchmarks/sim_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

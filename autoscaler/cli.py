@@ -603,6 +603,7 @@ def whatif_command(
     if decisions is not None:
         import csv
 
+        decisions.parent.mkdir(parents=True, exist_ok=True)
         with decisions.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(
