@@ -506,7 +506,10 @@ def whatif_command(
     ] = None,
     rate_scale: Annotated[float, typer.Option(help="Multiply every trace's request rate by this.", min=0.0)] = 1.0,
     policy: Annotated[
-        list[str] | None, typer.Option(help="fleetscale, hpa, kpa, rayserve or static; repeatable (default: all).")
+        list[str] | None,
+        typer.Option(
+            help="fleetscale, fleetscale_free (any shape), hpa, kpa, rayserve, static; repeatable (default: all)."
+        ),
     ] = None,
     tune_baselines: Annotated[
         float | None,
@@ -527,7 +530,16 @@ def whatif_command(
     from autoscaler.sim.fleet import Policy as SimPolicy
     from autoscaler.sim.policies import DecisionRow, FleetscalePolicy
     from autoscaler.sim.tune import Tuned, grid, tune
-    from autoscaler.sim.whatif import COLUMNS, KNOBS, POLICIES, comparison_json, core_factory, knob_maker, table_rows
+    from autoscaler.sim.whatif import (
+        COLUMNS,
+        KNOBS,
+        POLICIES,
+        comparison_json,
+        core_factory,
+        free_choice,
+        knob_maker,
+        table_rows,
+    )
 
     catalog, book = _book()
     try:
@@ -588,7 +600,8 @@ def whatif_command(
             bar.update(task, completed=finished[0], description=f"replaying {total:,} requests: {name}")
             finished[0] += 1
 
-        comparison = compare(compiled, requests, factories, step)
+        configs = {"fleetscale_free": free_choice(compiled)} if "fleetscale_free" in factories else {}
+        comparison = compare(compiled, requests, factories, step, configs)
     table = Table(title=f"what-if: {scenario.name}, rate x{rate_scale:g}", title_justify="left")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column == "policy" else "right")

@@ -32,8 +32,10 @@ def compare(
     requests: Mapping[str, ServiceRequests],
     factories: Mapping[str, PolicyFactory],
     progress: Callable[[str], None] | None = None,
+    configs: Mapping[str, CompiledScenario] | None = None,
 ) -> Comparison:
-    """Replay under each policy of `factories` (by name), then the oracle and the instant-start bound."""
+    """Replay under each policy of `factories` (by name), then the oracle and the instant-start bound. A policy
+    named in `configs` replays on that compiled scenario instead (`fleetscale_free`: every shape allowed)."""
     runs: dict[str, tuple[PolicyFactory, bool]] = {name: (factory, False) for name, factory in factories.items()}
     runs["oracle"] = (lambda: OraclePolicy(config, requests), False)
     runs["instant_start"] = (lambda: OraclePolicy(config, requests, instant=True), True)
@@ -43,7 +45,8 @@ def compare(
         if progress is not None:
             progress(name)
         policy = factory()
-        result = FleetSim(config, requests, instant_start=instant).run(policy)
+        own = (configs or {}).get(name, config)
+        result = FleetSim(own, requests, instant_start=instant).run(policy)
         results[name] = result
         summaries[name] = summarize(result, config)
     return Comparison(summaries, results)

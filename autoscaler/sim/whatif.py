@@ -10,13 +10,13 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from autoscaler.compiled import CompiledScenario
+from autoscaler.compiled import CompiledScenario, compile_scenario
 from autoscaler.sim.compare import Comparison, PolicyFactory
 from autoscaler.sim.fleet import Policy, ServiceRequests
 from autoscaler.sim.policies import FleetscalePolicy, HpaPolicy, KpaPolicy, StaticPolicy
 from autoscaler.sim.tune import Tuned
 
-POLICIES = ("fleetscale", "hpa", "kpa", "rayserve", "static")
+POLICIES = ("fleetscale", "fleetscale_free", "hpa", "kpa", "rayserve", "static")
 BOUNDS = ("oracle", "instant_start")
 COLUMNS = (
     "policy", "requests", "SLO attainment", "p95 TTFT s", "p95 TPOT s", "GPU-hours", "cost $", "scale events",
@@ -24,9 +24,19 @@ COLUMNS = (
 )  # fmt: skip
 
 
+def free_choice(config: CompiledScenario) -> CompiledScenario:
+    """The scenario with every service free to take any shape its pools offer (no `allowed_shapes`): what
+    `fleetscale_free` runs on, so that the gain from shapes shows apart from the gain from forecasting."""
+    services = [s.model_copy(update={"allowed_shapes": []}) for s in config.scenario.services]
+    return compile_scenario(config.scenario.model_copy(update={"services": services}), config.catalog, config.book)
+
+
 def core_factory(name: str, config: CompiledScenario, requests: Mapping[str, ServiceRequests]) -> PolicyFactory:
     if name == "fleetscale":
         return lambda: FleetscalePolicy(config, requests)
+    if name == "fleetscale_free":
+        free = free_choice(config)
+        return lambda: FleetscalePolicy(free, requests, name="fleetscale_free")
     if name in KNOBS:
         make = knob_maker(name, config, requests)
         default = KNOBS[name][1]

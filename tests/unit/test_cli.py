@@ -382,20 +382,23 @@ def test_whatif_compares_the_policies_and_writes_the_json_contract(tmp_path: Pat
     result = invoke(
         [
             "whatif", "--scenario", str(ROOT / "configs/examples/code-assistant.yaml"), "--trace", f"code={trace}",
-            "--policy", "fleetscale", "--policy", "static", "--policy", "hpa", "--policy", "rayserve",
+            "--policy", "fleetscale", "--policy", "fleetscale_free", "--policy", "static", "--policy", "hpa",
+            "--policy", "rayserve",
             "--tune-baselines", "0.9", "--json", str(out), "--decisions", str(decisions), "--report", str(report),
         ]
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "code: code-head x1: 1,200 requests" in result.output
-    for name in ("fleetscale", "static", "hpa", "rayserve", "oracle", "instant_start"):
+    for name in ("fleetscale", "fleetscale_free", "static", "hpa", "rayserve", "oracle", "instant_start"):
         assert f"│ {name}" in result.output
     for name in ("static", "hpa", "rayserve"):
         assert f"tuned {name}: " in result.output
     data = json.loads(out.read_text())
     assert data["rate_scale"] == 1.0
     assert data["trace"]["code"]["requests"] == 1200
-    assert set(data["policies"]) == {"fleetscale", "static", "hpa", "rayserve", "oracle", "instant_start"}
+    assert set(data["policies"]) == {
+        "fleetscale", "fleetscale_free", "static", "hpa", "rayserve", "oracle", "instant_start"
+    }  # fmt: skip
     keys = {
         "requests",
         "slo_attainment",
@@ -429,7 +432,7 @@ def test_whatif_names_an_unknown_policy_and_a_missing_trace() -> None:
     scenario = str(ROOT / "configs/examples/code-assistant.yaml")
     result = invoke(["whatif", "--scenario", scenario, "--trace", "/nonexistent.csv", "--policy", "magic"])
     assert result.exit_code == 2
-    assert "--policy magic: unknown (known: fleetscale, hpa, kpa, rayserve, static)" in result.output
+    assert "--policy magic: unknown (known: fleetscale, fleetscale_free, hpa, kpa, rayserve, static)" in result.output
     result = invoke(["whatif", "--scenario", scenario, "--trace", "/nonexistent.csv"])
     assert result.exit_code == 2
     assert "/nonexistent.csv" in result.output
