@@ -11,7 +11,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -458,14 +458,38 @@ def _only_service(trace: RequestTrace, service: str) -> RequestTrace:
     )
 
 
-def _load_workloads(
-    traces: list[str], trace_format: str | None, compiled: CompiledScenario, rate_scale: float, cv: float, seed: int
-) -> dict[str, Workload]:
+@dataclass(frozen=True, slots=True)
+class _TraceOptions:
+    """How `--trace` files become requests (shared by whatif and plan)."""
+
+    trace_format: str | None
+    rate_scale: float
+    cv: float
+    seed: int
+    window: str | None
+    time_compression: float
+    skip_bad_lines: bool
+
+
+def _load_workloads(traces: list[str], options: _TraceOptions, compiled: CompiledScenario) -> dict[str, Workload]:
     """`--trace [SERVICE=]FILE` items loaded and turned into requests (a bare FILE is the first service's)."""
-    from adapters.traces import load_trace
+    from adapters.traces import load_trace_with_report
+    from autoscaler.backtest_cli import parse_duration
     from autoscaler.errors import DataQualityError
     from autoscaler.series import RateSeries
-    from autoscaler.sim.workload import from_rate_series, from_request_trace
+    from autoscaler.sim.workload import compress_time, from_rate_series, from_request_trace, time_window
+
+    window: tuple[float, float] | None = None
+    if options.window is not None:
+        start_text, sep, end_text = options.window.partition(":")
+        try:
+            if not sep:
+                raise ValueError("write START:END")
+            at_zero = start_text.strip().rstrip("smhd").strip("0.") == ""  # "", "0", "0s", "0m": the start
+            window = (0.0 if at_zero else parse_duration(start_text), parse_duration(end_text))
+        except ValueError as exc:
+            raise _fail(f"--window {options.window}: {exc} (for example 10m:40m)") from None
+    rate_scale, cv, seed = options.rate_scale, options.cv, options.seed
 
     workloads: dict[str, Workload] = {}
     first_service = compiled.scenario.services[0].name
@@ -476,11 +500,22 @@ def _load_workloads(
         if service not in compiled.plans:
             raise _fail(f"--trace {item}: no service {service!r} (services: {', '.join(compiled.plans)})")
         try:
-            loaded = load_trace(Path(path_text), trace_format)
+            result = load_trace_with_report(
+                Path(path_text), options.trace_format, skip_bad_lines=options.skip_bad_lines
+            )
+            loaded = result.trace
+            if window is not None:
+                loaded = time_window(loaded, *window)
+            if options.time_compression != 1.0:
+                loaded = compress_time(loaded, options.time_compression)
         except (DataQualityError, ConfigError) as exc:
             raise _fail(str(exc)) from None
+        except ValueError as exc:
+            raise _fail(f"--trace {item}: {exc}") from None
         except OSError as exc:
             raise _fail(f"--trace {item}: {exc.strerror or exc}") from None
+        if result.report.skipped:
+            out.print(result.report.summary(), markup=False)
         spec = compiled.plans[service].service
         if isinstance(loaded, RateSeries):
             workloads[service] = from_rate_series(
@@ -515,6 +550,15 @@ def whatif_command(
         float | None,
         typer.Option(help="Tune hpa, kpa, rayserve and static to the cheapest setting reaching this attainment."),
     ] = None,
+    window: Annotated[
+        str | None, typer.Option(help="Replay only START:END of each trace (offsets from its start, e.g. 10m:40m).")
+    ] = None,
+    time_compression: Annotated[
+        float, typer.Option(help="Play the traces this many times faster (same requests, higher rate).", min=0.0)
+    ] = 1.0,
+    skip_bad_lines: Annotated[
+        bool, typer.Option(help="Skip malformed trace lines (their count and line numbers are printed).")
+    ] = False,
     cv: Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
@@ -553,7 +597,8 @@ def whatif_command(
             raise _fail(f"--policy {name}: unknown (known: {', '.join(POLICIES)})")
     if not trace:
         raise _fail("--trace: give at least one trace file ([SERVICE=]FILE)")
-    workloads = _load_workloads(trace, trace_format, compiled, rate_scale, cv, seed)
+    options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines)
+    workloads = _load_workloads(trace, options, compiled)
     requests = {name: w.requests for name, w in workloads.items()}
     if tune_baselines is not None and not 0 < tune_baselines < 1:
         raise _fail(f"--tune-baselines {tune_baselines:g}: an attainment between 0 and 1 (0.99 for 99 %)")
@@ -671,6 +716,15 @@ def plan_command(
         str | None,
         typer.Option(help="Evaluate the candidates as tasks on this Ray cluster (its workers need fleetscale)."),
     ] = None,
+    window: Annotated[
+        str | None, typer.Option(help="Replay only START:END of each trace (offsets from its start, e.g. 10m:40m).")
+    ] = None,
+    time_compression: Annotated[
+        float, typer.Option(help="Play the traces this many times faster (same requests, higher rate).", min=0.0)
+    ] = 1.0,
+    skip_bad_lines: Annotated[
+        bool, typer.Option(help="Skip malformed trace lines (their count and line numbers are printed).")
+    ] = False,
     cv: Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
@@ -693,7 +747,8 @@ def plan_command(
             catalog.canonical(name)
         except KeyError as exc:
             raise _fail(f"--gpu-type {name}: {exc.args[0]}") from None
-    workloads = _load_workloads(trace, trace_format, compiled, rate_scale, cv, seed)
+    options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines)
+    workloads = _load_workloads(trace, options, compiled)
     requests = {name: w.requests for name, w in workloads.items()}
     for name in requests:
         if not candidate_shapes(compiled, name, gpu_type or []):

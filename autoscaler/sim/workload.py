@@ -4,6 +4,9 @@
   in time by a seeded offset (circularly, over the trace's span), and one more copy thinned to a share f of its
   requests. Each copy keeps the trace's own bursts and token lengths; the copies are independent of each other, as
   k times more users would be. k < 1 thins the trace.
+- `time_window` keeps the part of a trace between two offsets from its start (the kept part starts at 0);
+  `compress_time` plays a trace k times faster (a request trace's times divided by k; a rate series' bins k times
+  shorter with k times the rate), which keeps the number of requests and multiplies the rate.
 - A rate series: in each bin, arrivals are a renewal process at the bin's rate with seeded Gamma inter-arrival
   times of coefficient of variation `cv` (1: Poisson); token lengths are drawn around the service's mean prompt
   and output lengths (exponential, at least 1). A bin with no data (NaN) gets no arrivals, and the caller is told
@@ -90,3 +93,33 @@ def from_rate_series(
         f"{series.name} x{rate_scale:g} (arrivals generated: Gamma, CV {cv:g})",
         missing,
     )
+
+
+def time_window(trace: RequestTrace | RateSeries, start_s: float, end_s: float) -> RequestTrace | RateSeries:
+    """The part of `trace` from `start_s` to `end_s` after its start, shifted to start at 0."""
+    if not 0 <= start_s < end_s:
+        raise ValueError(f"a time window needs 0 <= start < end, got {start_s:g}..{end_s:g} s")
+    if isinstance(trace, RateSeries):
+        first = math.floor(start_s / trace.step_s + 1e-9)
+        last = math.ceil(end_s / trace.step_s - 1e-9)
+        return RateSeries(trace.name, 0.0, trace.step_s, trace.values[first:last])
+    origin = trace.arrival_s[0] if trace.arrival_s else 0.0
+    keep = [i for i, t in enumerate(trace.arrival_s) if start_s <= t - origin < end_s]
+    return RequestTrace(
+        trace.name,
+        tuple(trace.arrival_s[i] - origin - start_s for i in keep),
+        tuple(trace.input_tokens[i] for i in keep),
+        tuple(trace.output_tokens[i] for i in keep),
+        None if trace.service is None else tuple(trace.service[i] for i in keep),
+    )
+
+
+def compress_time(trace: RequestTrace | RateSeries, factor: float) -> RequestTrace | RateSeries:
+    """`trace` played `factor` times faster."""
+    if not factor > 0:
+        raise ValueError(f"time compression must be > 0, got {factor}")
+    if isinstance(trace, RateSeries):
+        values = tuple(v * factor for v in trace.values)
+        return RateSeries(trace.name, trace.start_s / factor, trace.step_s / factor, values)
+    arrivals = tuple(t / factor for t in trace.arrival_s)
+    return RequestTrace(trace.name, arrivals, trace.input_tokens, trace.output_tokens, trace.service)

@@ -483,3 +483,25 @@ def test_plan_with_ray_evaluates_on_a_local_ray_and_agrees(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "Ray tasks on a local Ray" in result.output
     assert json.loads(remote.read_text()) == json.loads(local.read_text())
+
+
+def test_whatif_windows_compresses_and_skips_bad_lines(tmp_path: Path) -> None:
+    lines = (ROOT / "configs/traces/AzureLLMInferenceTrace_code.csv").read_text().splitlines()[:801]
+    lines.insert(5, "2023-11-16 18:15:46.6805900,not-a-number,12")
+    trace = tmp_path / "code-bad.csv"
+    trace.write_text("\n".join(lines) + "\n")
+    scenario = str(ROOT / "configs/examples/code-assistant.yaml")
+    strict = invoke(["whatif", "--scenario", scenario, "--trace", str(trace), "--policy", "static"])
+    assert strict.exit_code == 2
+    assert "code-bad.csv:6" in strict.output
+    result = invoke(
+        [
+            "whatif", "--scenario", scenario, "--trace", str(trace), "--policy", "static", "--skip-bad-lines",
+            "--window", "0s:2m", "--time-compression", "2",
+        ]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1 malformed rows skipped (lines 6)" in result.output
+    bad_window = invoke(["whatif", "--scenario", scenario, "--trace", str(trace), "--window", "2m"])
+    assert bad_window.exit_code == 2
+    assert "--window 2m: write START:END" in bad_window.output

@@ -18,7 +18,7 @@ from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, ServiceWi
 from autoscaler.sim.oracle import OraclePolicy
 from autoscaler.sim.policies import HpaPolicy, StaticPolicy, baseline_shapes
 from autoscaler.sim.summary import summarize
-from autoscaler.sim.workload import from_rate_series, from_request_trace
+from autoscaler.sim.workload import compress_time, from_rate_series, from_request_trace, time_window
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = load_catalog()
@@ -119,3 +119,20 @@ def test_rate_series_arrivals_follow_the_rates_and_skip_gaps() -> None:
     first = sum(1 for t in arrivals if t < 600.0)
     assert first == pytest.approx(2400, rel=0.15)  # 2 req/s x 2 x 600 s, bursty (CV 2)
     assert sum(workload.requests.input_tokens) / len(arrivals) == pytest.approx(1000, rel=0.1)
+
+
+def test_time_windows_and_compression() -> None:
+    trace = RequestTrace("t", [100.0, 160.0, 220.0, 400.0], [1, 2, 3, 4], [5, 6, 7, 8])
+    part = time_window(trace, 60.0, 300.0)
+    assert isinstance(part, RequestTrace)
+    assert part.arrival_s == (0.0, 60.0) and part.input_tokens == (2, 3)
+    fast = compress_time(trace, 4.0)
+    assert isinstance(fast, RequestTrace)
+    assert fast.arrival_s == (25.0, 40.0, 55.0, 100.0) and fast.output_tokens == trace.output_tokens
+    series = RateSeries("r", 0.0, 600.0, (1.0, 2.0, 3.0, 4.0))
+    middle = time_window(series, 600.0, 1800.0)
+    assert isinstance(middle, RateSeries) and middle.values == (2.0, 3.0)
+    quick = compress_time(series, 2.0)
+    assert isinstance(quick, RateSeries) and quick.step_s == 300.0 and quick.values == (2.0, 4.0, 6.0, 8.0)
+    with pytest.raises(ValueError, match="0 <= start < end"):
+        time_window(trace, 300.0, 60.0)
