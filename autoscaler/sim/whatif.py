@@ -19,8 +19,8 @@ from autoscaler.sim.tune import Tuned
 POLICIES = ("fleetscale", "fleetscale_free", "hpa", "kpa", "rayserve", "static")
 BOUNDS = ("oracle", "instant_start")
 COLUMNS = (
-    "policy", "requests", "SLO attainment", "p95 TTFT s", "p95 TPOT s", "GPU-hours", "cost $", "scale events",
-    "unserved", "cost / oracle",
+    "policy", "requests", "SLO attainment", "minutes in SLO", "p95 TTFT s", "p95 TPOT s", "GPU-hours", "cost $",
+    "scale events", "unserved", "cost / oracle",
 )  # fmt: skip
 
 
@@ -75,7 +75,8 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
     for name, s in comparison.summaries.items():
         rows.append(
             [
-                name, f"{s.requests:,}", f"{s.slo_attainment:.2%}", _number(s.ttft_p95_s, 3),
+                name, f"{s.requests:,}", f"{s.slo_attainment:.2%}", f"{s.window_attainment:.2%}",
+                _number(s.ttft_p95_s, 3),
                 _number(s.tpot_p95_s, 4), f"{s.gpu_hours:.2f}", f"{s.cost_usd:.2f}", str(s.scale_events),
                 str(s.unserved), _number(comparison.cost_vs_oracle(name), 2),
             ]
