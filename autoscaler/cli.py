@@ -469,6 +469,7 @@ class _TraceOptions:
     window: str | None
     time_compression: float
     skip_bad_lines: bool
+    warmup: str = "0s"
 
 
 def _load_workloads(traces: list[str], options: _TraceOptions, compiled: CompiledScenario) -> dict[str, Workload]:
@@ -477,7 +478,7 @@ def _load_workloads(traces: list[str], options: _TraceOptions, compiled: Compile
     from autoscaler.backtest_cli import parse_duration
     from autoscaler.errors import DataQualityError
     from autoscaler.series import RateSeries
-    from autoscaler.sim.workload import compress_time, from_rate_series, from_request_trace, time_window
+    from autoscaler.sim.workload import compress_time, from_rate_series, from_request_trace, time_window, with_warmup
 
     window: tuple[float, float] | None = None
     if options.window is not None:
@@ -490,6 +491,11 @@ def _load_workloads(traces: list[str], options: _TraceOptions, compiled: Compile
         except ValueError as exc:
             raise _fail(f"--window {options.window}: {exc} (for example 10m:40m)") from None
     rate_scale, cv, seed = options.rate_scale, options.cv, options.seed
+    zero = options.warmup.strip().rstrip("smhd").strip("0.") == ""
+    try:
+        warmup_s = 0.0 if zero else parse_duration(options.warmup)
+    except ValueError as exc:
+        raise _fail(f"--warmup {options.warmup}: {exc}") from None
 
     workloads: dict[str, Workload] = {}
     first_service = compiled.scenario.services[0].name
@@ -526,6 +532,13 @@ def _load_workloads(traces: list[str], options: _TraceOptions, compiled: Compile
     for name, w in workloads.items():
         gaps = f", {w.missing_bins} bins without data" if w.missing_bins else ""
         out.print(f"{name}: {w.source}: {len(w.requests.arrival_s):,} requests{gaps}", markup=False)
+        if warmup_s > 0:
+            workloads[name] = replace(w, requests=with_warmup(w.requests, warmup_s))
+    if warmup_s > 0:
+        out.print(
+            f"warm-up: each trace's last {warmup_s / 60:g} min replayed first, not scored (--warmup 0 to skip)",
+            markup=False,
+        )
     return workloads
 
 
@@ -559,6 +572,9 @@ def whatif_command(
     skip_bad_lines: Annotated[
         bool, typer.Option(help="Skip malformed trace lines (their count and line numbers are printed).")
     ] = False,
+    warmup: Annotated[
+        str, typer.Option(help="Replay each trace's last DURATION first, unscored, so policies start warm (0: off).")
+    ] = "10m",
     cv: Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
@@ -597,7 +613,7 @@ def whatif_command(
             raise _fail(f"--policy {name}: unknown (known: {', '.join(POLICIES)})")
     if not trace:
         raise _fail("--trace: give at least one trace file ([SERVICE=]FILE)")
-    options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines)
+    options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines, warmup)
     workloads = _load_workloads(trace, options, compiled)
     requests = {name: w.requests for name, w in workloads.items()}
     if tune_baselines is not None and not 0 < tune_baselines < 1:
@@ -678,7 +694,8 @@ def whatif_command(
 
         header = {
             "traces": ", ".join(
-                f"{n}: {w.source} ({len(w.requests.arrival_s):,} requests)" for n, w in workloads.items()
+                f"{n}: {w.source} ({len(w.requests.arrival_s) - w.requests.warmup:,} requests)"
+                for n, w in workloads.items()
             ),
             "rate scale": f"x{rate_scale:g}",
             "tick": f"{scenario.policy.tick_s:g} s",
@@ -690,7 +707,10 @@ def whatif_command(
         written = write_report(report, comparison, compiled, table_rows(comparison), COLUMNS, header)
         out.print(f"report: {report / 'summary.md'} ({len(written)} files)", markup=False)
     if json_out is not None:
-        info = {name: {"source": w.source, "requests": len(w.requests.arrival_s)} for name, w in workloads.items()}
+        info = {
+            name: {"source": w.source, "requests": len(w.requests.arrival_s) - w.requests.warmup}
+            for name, w in workloads.items()
+        }
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(comparison_json(comparison, info, rate_scale, tuned), indent=2) + "\n")
         out.print(f"wrote {json_out}", markup=False)
@@ -725,6 +745,9 @@ def plan_command(
     skip_bad_lines: Annotated[
         bool, typer.Option(help="Skip malformed trace lines (their count and line numbers are printed).")
     ] = False,
+    warmup: Annotated[
+        str, typer.Option(help="Replay each trace's last DURATION first, unscored, so policies start warm (0: off).")
+    ] = "10m",
     cv: Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
@@ -747,7 +770,7 @@ def plan_command(
             catalog.canonical(name)
         except KeyError as exc:
             raise _fail(f"--gpu-type {name}: {exc.args[0]}") from None
-    options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines)
+    options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines, warmup)
     workloads = _load_workloads(trace, options, compiled)
     requests = {name: w.requests for name, w in workloads.items()}
     for name in requests:

@@ -39,12 +39,14 @@ from autoscaler.sim.engine import Done, ReplicaEngine
 
 @dataclass(frozen=True, slots=True)
 class ServiceRequests:
-    """One service's requests, sorted by arrival (seconds from the start of the replay)."""
+    """One service's requests, sorted by arrival (seconds from the start of the replay). The first `warmup`
+    requests are a warm-up: replayed, but not scored (see `workload.with_warmup`)."""
 
     service: str
     arrival_s: list[float]
     input_tokens: list[int]
     output_tokens: list[int]
+    warmup: int = 0
 
 
 class State(IntEnum):

@@ -7,8 +7,10 @@ Two attainments, because an SLO stated as a percentile can be read two ways:
 - `window_attainment` (per minute): the share of one-minute windows of a service with requests in which the p95
   TTFT and the p95 TPOT of the requests that arrived in it are within the targets (an unserved request counts as
   an infinite TTFT), which is how a p95 SLO is usually checked on a dashboard.
-Latency percentiles are over served requests. GPU-hours and cost count each replica from its creation (its GPUs
-are held during the cold start) to its end.
+Requests of a warm-up (`ServiceRequests.warmup`) are not scored: counts, attainments and percentiles leave them
+out, and so do GPU-hours and cost (only what the fleet held from the end of the warm-up counts). Latency
+percentiles are over served requests. GPU-hours and cost count each replica from its creation (its GPUs are held
+during the cold start) to its end.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def summarize(result: ReplayResult, config: CompiledScenario) -> PolicySummary:
     for name, requests in result.requests.items():
         slo = config.plans[name].service.slo
         ttft, tpot = result.ttft_s[name], result.tpot_s[name]
-        for i in range(len(requests.arrival_s)):
+        for i in range(requests.warmup, len(requests.arrival_s)):
             total += 1
             if math.isnan(result.finish_s[name][i]):
                 unserved += 1
@@ -70,7 +72,8 @@ def summarize(result: ReplayResult, config: CompiledScenario) -> PolicySummary:
     for name, requests in result.requests.items():
         slo = config.plans[name].service.slo
         by_minute: dict[int, tuple[list[float], list[float]]] = {}
-        for i, t in enumerate(requests.arrival_s):
+        for i in range(requests.warmup, len(requests.arrival_s)):
+            t = requests.arrival_s[i]
             ttft_list, tpot_list = by_minute.setdefault(int(t // WINDOW_S), ([], []))
             served = not math.isnan(result.finish_s[name][i])
             ttft_list.append(result.ttft_s[name][i] if served else math.inf)
@@ -80,8 +83,14 @@ def summarize(result: ReplayResult, config: CompiledScenario) -> PolicySummary:
             windows += 1
             tpot95 = percentile(tpot_list, 0.95) if tpot_list else 0.0
             met_windows += percentile(ttft_list, 0.95) <= slo.ttft_p95_s and tpot95 <= slo.tpot_p95_s
-    gpu_hours = sum((s.end_s - s.created_s) * s.gpu_share for s in result.replica_spans) / 3600.0
-    cost = sum((s.end_s - s.created_s) * s.usd_per_h for s in result.replica_spans) / 3600.0
+    # The scored period starts with the first scored request (the end of the warm-up).
+    start = min(
+        (r.arrival_s[r.warmup] for r in result.requests.values() if r.warmup and r.warmup < len(r.arrival_s)),
+        default=0.0,
+    )
+    held = [(max(s.created_s, start), s.end_s, s) for s in result.replica_spans if s.end_s > start]
+    gpu_hours = sum((end - begin) * s.gpu_share for begin, end, s in held) / 3600.0
+    cost = sum((end - begin) * s.usd_per_h for begin, end, s in held) / 3600.0
     return PolicySummary(
         result.policy,
         total,

@@ -123,3 +123,28 @@ def compress_time(trace: RequestTrace | RateSeries, factor: float) -> RequestTra
         return RateSeries(trace.name, trace.start_s / factor, trace.step_s / factor, values)
     arrivals = tuple(t / factor for t in trace.arrival_s)
     return RequestTrace(trace.name, arrivals, trace.input_tokens, trace.output_tokens, trace.service)
+
+
+def with_warmup(requests: ServiceRequests, warmup_s: float) -> ServiceRequests:
+    """`requests` preceded by a copy of their own last `warmup_s` seconds, which the replay runs but does not
+    score: every policy then enters the trace as if it had been running, instead of from an empty history at a
+    quiet first minute (the trace is taken as cyclic, the usual assumption for a warm-up)."""
+    if warmup_s <= 0 or not requests.arrival_s:
+        return requests
+    end = requests.arrival_s[-1]
+    span = max(end, 1e-9)
+    take = min(warmup_s, span)
+    first = next(i for i, t in enumerate(requests.arrival_s) if t >= end - take)
+    shift = take
+    arrivals = [t - (end - take) for t in requests.arrival_s[first:]] + [t + shift for t in requests.arrival_s]
+    # The copied tail ends where the trace begins: keep it strictly before time `shift`.
+    arrivals[: len(requests.arrival_s) - first] = [
+        min(t, shift - 1e-6) for t in arrivals[: len(requests.arrival_s) - first]
+    ]
+    return ServiceRequests(
+        requests.service,
+        arrivals,
+        requests.input_tokens[first:] + requests.input_tokens,
+        requests.output_tokens[first:] + requests.output_tokens,
+        len(requests.arrival_s) - first,
+    )

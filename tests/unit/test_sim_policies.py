@@ -18,7 +18,7 @@ from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, ServiceWi
 from autoscaler.sim.oracle import OraclePolicy
 from autoscaler.sim.policies import HpaPolicy, StaticPolicy, baseline_shapes
 from autoscaler.sim.summary import summarize
-from autoscaler.sim.workload import compress_time, from_rate_series, from_request_trace, time_window
+from autoscaler.sim.workload import compress_time, from_rate_series, from_request_trace, time_window, with_warmup
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = load_catalog()
@@ -136,3 +136,14 @@ def test_time_windows_and_compression() -> None:
     assert isinstance(quick, RateSeries) and quick.step_s == 300.0 and quick.values == (2.0, 4.0, 6.0, 8.0)
     with pytest.raises(ValueError, match="0 <= start < end"):
         time_window(trace, 300.0, 60.0)
+
+
+def test_a_warm_up_replays_the_tail_first_and_is_not_scored(code: CompiledScenario) -> None:
+    requests = ServiceRequests("code", [10.0, 20.0, 590.0, 600.0], [100, 200, 300, 400], [10, 20, 30, 40])
+    warm = with_warmup(requests, 60.0)
+    assert warm.warmup == 2
+    assert warm.input_tokens == [300, 400, 100, 200, 300, 400]
+    assert warm.arrival_s == sorted(warm.arrival_s)
+    assert warm.arrival_s[2:] == [70.0, 80.0, 650.0, 660.0]
+    summary = summarize(FleetSim(code, {"code": warm}).run(StaticPolicy(code, {"code": warm})), code)
+    assert summary.requests == 4
