@@ -1,7 +1,8 @@
 """The fleet simulator: request-by-request replay of traces on replicas that a policy scales, with cold starts.
 
 Discrete events on one clock (a heap of times):
-- arrival: a request of a service reaches its gateway. The gateway sends it to the ready replica with the fewest
+- arrival: a request of a service reaches its gateway (the traces' arrivals, merged in time order, run beside
+  the heap). The gateway sends it to the ready replica with the fewest
   requests in flight, among those below `max_ongoing` (the replica's engine slots); when every replica is full or
   none is ready, it waits in the gateway's FIFO queue (Ray Serve's handle queue, Knative's activator buffer) and goes
   to the first replica that frees a slot or becomes ready. With one slot per replica this is the M/M/c queue.
@@ -24,6 +25,7 @@ autoscaler's 10 minutes).
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -266,17 +268,26 @@ class FleetSim:
         heapq.heappush(self.heap, (at, self.order, kind, obj, version))
 
     def run(self, policy: Policy) -> ReplayResult:
-        last_arrival = max((r.arrival_s[-1] for r in (s.requests for s in self.services.values()) if r.arrival_s),
-                           default=0.0)  # fmt: skip
+        services = list(self.services.values())
+        last_arrival = max((s.requests.arrival_s[-1] for s in services if s.requests.arrival_s), default=0.0)
         end = last_arrival + self.drain_grace_s
-        for service in self.services.values():
-            if service.requests.arrival_s:
-                self._push(service.requests.arrival_s[0], _ARRIVAL, service)
+        # Arrivals come from the traces in order: one merged stream beside the heap, not an event each in it.
+        stream = heapq.merge(*(zip(s.requests.arrival_s, itertools.repeat(k)) for k, s in enumerate(services)))
+        next_arrival, next_service = next(stream, (math.inf, -1))
         self._apply(policy.targets(self._view()), warm=True)
         self._push(self.tick_s, _TICK, None)
         self._push(self.sample_s, _SAMPLE, None)
-        while self.heap:
-            at, _, kind, obj, version = heapq.heappop(self.heap)
+        heap = self.heap
+        pop = heapq.heappop
+        while heap or next_arrival < math.inf:
+            if not heap or next_arrival < heap[0][0]:  # on a tie the event already due goes first
+                if next_arrival > end:
+                    break
+                self.now = next_arrival
+                self._arrival(services[next_service])
+                next_arrival, next_service = next(stream, (math.inf, -1))
+                continue
+            at, _, kind, obj, version = pop(heap)
             if at > end:
                 break
             self.now = at
@@ -284,15 +295,12 @@ class FleetSim:
                 assert isinstance(obj, SimReplica)
                 if obj.version == version:
                     self._engine_event(obj)
-            elif kind == _ARRIVAL:
-                assert isinstance(obj, _Service)
-                self._arrival(obj)
             elif kind == _READY:
                 assert isinstance(obj, SimReplica)
                 if obj.state is State.STARTING and obj.version == version:
                     self._make_ready(self.services[obj.service], obj)
             elif kind == _SAMPLE:
-                for service in self.services.values():
+                for service in services:
                     service.samples.append((at, service.in_flight, len(service.ready)))
                 self._push(at + self.sample_s, _SAMPLE, None)
             elif kind == _TICK:
@@ -315,8 +323,6 @@ class FleetSim:
         service.in_flight += 1
         service.window_input += service.requests.input_tokens[i]
         service.window_output += service.requests.output_tokens[i]
-        if service.next_request < len(service.requests.arrival_s):
-            self._push(service.requests.arrival_s[service.next_request], _ARRIVAL, service)
         target = self._route(service)
         if target is None or service.gateway:
             service.gateway.append(i)
@@ -333,21 +339,27 @@ class FleetSim:
         return best
 
     def _submit(self, replica: SimReplica, request: int) -> None:
-        before = replica.engine.busy_until
-        replica.engine.submit(request, self.now)
-        if replica.engine.busy_until != before:
+        engine = replica.engine
+        before = engine.busy_until
+        engine.submit(request, self.now)
+        if engine.busy_until != before:
             replica.version += 1
-            self._push(replica.engine.busy_until, _ENGINE, replica, replica.version)
+            self.order += 1
+            heapq.heappush(self.heap, (engine.busy_until, self.order, _ENGINE, replica, replica.version))
 
     def _engine_event(self, replica: SimReplica) -> None:
-        replica.engine.advance()
-        service = self.services[replica.service]
+        # The hottest path of a replay (an event per prefill and per decode run): kept free of lookups.
+        engine = replica.engine
+        engine.advance()
         if replica.state is State.READY:
-            self._feed(service, replica)
-        if not replica.engine.idle:
+            service = self.services[replica.service]
+            if service.gateway:
+                self._feed(service, replica)
+        if engine.busy_until != math.inf:
             replica.version += 1
-            self._push(replica.engine.busy_until, _ENGINE, replica, replica.version)
-        elif replica.state is State.DRAINING and replica.engine.in_flight == 0:
+            self.order += 1
+            heapq.heappush(self.heap, (engine.busy_until, self.order, _ENGINE, replica, replica.version))
+        elif replica.state is State.DRAINING and engine.in_flight == 0:
             self._retire(replica)
 
     def _feed(self, service: _Service, replica: SimReplica) -> None:
@@ -498,7 +510,7 @@ class FleetSim:
         )
 
 
-_ENGINE, _ARRIVAL, _READY, _SAMPLE, _TICK = range(5)
+_ENGINE, _READY, _SAMPLE, _TICK = range(4)
 
 
 def replay(
