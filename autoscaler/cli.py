@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a negative answer (an invalid MIG layout), 2 bad input 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -644,7 +645,7 @@ def whatif_command(
             with err.status(f"tuning {name}'s {knob} to reach {tune_baselines:.2%} attainment"):
                 result = tune(name, knob, make, grid(default, low, high), compiled, requests, tune_baselines)
             tuned[name] = result
-            factories[name] = lambda make=make, value=result.value: make(value)  # type: ignore[misc]
+            factories[name] = functools.partial(make, result.value)
             verdict = "reaches" if result.reached else "does not reach; best"
             out.print(
                 f"tuned {name}: {knob} = {result.value:.3g} {verdict} {result.summary.slo_attainment:.2%} "

@@ -511,10 +511,3 @@ class FleetSim:
 
 
 _ENGINE, _READY, _SAMPLE, _TICK = range(4)
-
-
-def replay(
-    config: CompiledScenario, requests: Mapping[str, ServiceRequests], policy: Policy, **options: float | int | bool
-) -> ReplayResult:
-    """Replay `requests` under `policy` (options as FleetSim's)."""
-    return FleetSim(config, requests, **options).run(policy)  # type: ignore[arg-type]
