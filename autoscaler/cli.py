@@ -524,12 +524,15 @@ def _load_workloads(traces: list[str], options: _TraceOptions, compiled: Compile
         if result.report.skipped:
             out.print(result.report.summary(), markup=False)
         spec = compiled.plans[service].service
-        if isinstance(loaded, RateSeries):
-            workloads[service] = from_rate_series(
-                service, loaded, spec.mean_input_tokens, spec.mean_output_tokens, rate_scale, cv, seed
-            )
-        else:
-            workloads[service] = from_request_trace(service, loaded, rate_scale, seed)
+        try:
+            if isinstance(loaded, RateSeries):
+                workloads[service] = from_rate_series(
+                    service, loaded, spec.mean_input_tokens, spec.mean_output_tokens, rate_scale, cv, seed
+                )
+            else:
+                workloads[service] = from_request_trace(service, loaded, rate_scale, seed)
+        except ValueError as exc:
+            raise _fail(f"--trace {item}: {exc}") from None
     for name, w in workloads.items():
         gaps = f", {w.missing_bins} bins without data" if w.missing_bins else ""
         out.print(f"{name}: {w.source}: {len(w.requests.arrival_s):,} requests{gaps}", markup=False)
