@@ -10,6 +10,10 @@ results are those of stepping (tests/unit/test_sim_engine.py compares the two).
 
 A request that arrives during a run waits for the step in progress to end, then gets its prefill: the run is cut
 at that step.
+
+A request that finds the replica empty is run "solo": its prefill and all its decode steps (batch 1) are one event,
+the common case of a lightly loaded replica. Should another request arrive before it ends, the solo run is turned
+back into the state it has reached (still in its prefill, or decoding alone) and the rules above go on from there.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ class ReplicaEngine:
         "run_steps",
         "run_t0",
         "running",
+        "solo",
+        "solo_growth",
+        "solo_split",
+        "solo_steps",
+        "solo_t0",
         "step",
         "waiting",
     )
@@ -80,6 +89,11 @@ class ReplicaEngine:
         self.run_growth = 0.0
         self.run_prefill = -1  # the request whose prefill is in progress
         self.busy_s = 0.0
+        self.solo = -1  # the request running alone as one event (prefill and decode), if any
+        self.solo_split = 0.0  # when its prefill ends (its first token)
+        self.solo_steps = 0
+        self.solo_t0 = 0.0
+        self.solo_growth = 0.0
         self.in_flight = 0  # requests on this replica: waiting, in prefill and decoding (the router reads it)
         # The decode step grows by this per sequence per token of mean context (the step is linear in context).
         self._kv_slope_s = profile.decode_ms_per_seq_per_1k_context.value / 1e6
@@ -90,6 +104,8 @@ class ReplicaEngine:
 
     def submit(self, request: int, now: float) -> None:
         """A request arrives at `now` (not before the last event the engine handled)."""
+        if self.solo >= 0:
+            self._unsolo(now)
         self.waiting.append(request)
         self.in_flight += 1
         if self.idle:
@@ -104,7 +120,14 @@ class ReplicaEngine:
     def advance(self) -> float:
         """Finish the iteration in progress (at `busy_until`), start the next; returns the new `busy_until`."""
         now = self.busy_until
-        if self.run_prefill >= 0:
+        if self.solo >= 0:
+            request, first = self.solo, self.solo_split
+            self.solo = -1
+            self.step += self.solo_steps
+            self.reserved -= self.input_tokens[request] + self.output_tokens[request]
+            self.in_flight -= 1
+            self.on_done(request, first, now, (now - first) / self.solo_steps)
+        elif self.run_prefill >= 0:
             request = self.run_prefill
             self.run_prefill = -1
             out = self.output_tokens[request]
@@ -139,8 +162,19 @@ class ReplicaEngine:
             if self._admissible(head):
                 self.waiting.popleft()
                 self.reserved += need
-                self.run_prefill = head
                 duration = self.profile.prefill_ms(self.input_tokens[head]) / 1000.0
+                steps = self.output_tokens[head] - 1
+                if not self.running and not self.waiting and steps > 0:
+                    # Alone on the replica: its prefill and its decode steps at batch 1 are one event.
+                    t0 = self.profile.decode_step_ms(1, self.input_tokens[head] + 1.0) / 1000.0
+                    growth = self._kv_slope_s
+                    decode = steps * t0 + growth * steps * (steps - 1) / 2.0
+                    self.solo, self.solo_split, self.solo_steps = head, now + duration, steps
+                    self.solo_t0, self.solo_growth = t0, growth
+                    self.busy_s += duration + decode
+                    self.busy_until = now + duration + decode
+                    return
+                self.run_prefill = head
                 self.busy_s += duration
                 self.busy_until = now + duration
                 return
@@ -160,6 +194,21 @@ class ReplicaEngine:
             self.busy_until = now + duration
             return
         self.busy_until = math.inf
+
+    def _unsolo(self, now: float) -> None:
+        """Turn the solo run back into the state it has reached at `now`: its prefill, or its decode run."""
+        request, split, steps = self.solo, self.solo_split, self.solo_steps
+        self.solo = -1
+        decode = steps * self.solo_t0 + self.solo_growth * steps * (steps - 1) / 2.0
+        if now < split:
+            self.run_prefill = request
+            self.busy_s -= decode
+            self.busy_until = split
+            return
+        self.first_token_s[request] = split
+        heapq.heappush(self.running, (self.step + steps, request))
+        self.context_sum += self.input_tokens[request] + 1
+        self.run_start, self.run_steps, self.run_t0, self.run_growth = split, steps, self.solo_t0, self.solo_growth
 
     def _cut(self, now: float) -> None:
         """End the decode run at the step in progress at `now` (a request is waiting for its prefill)."""

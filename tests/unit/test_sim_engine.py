@@ -62,3 +62,18 @@ def test_the_event_engine_matches_stepping(model: str, shape: str, load: float, 
             assert math.isnan(tpot)
         else:
             assert tpot == pytest.approx(stepped.tpot_s[i], rel=1e-6, abs=1e-9)
+
+
+def test_a_solo_run_cut_in_its_prefill_or_in_its_decoding_gives_the_stepped_results() -> None:
+    profile = BOOK.profile("Llama-3.1-8B", parse_shape("H100-80GB"), Precision.BF16)
+    prefill = profile.prefill_ms(2000) / 1000.0
+    # A alone, and B arrives during A's prefill; C while A decodes (after B); E alone, and F arrives while E decodes
+    # alone (its solo run is cut in its decode phase).
+    arrivals = [0.0, prefill / 2, 1.0, 100.0, 100.0 + prefill + 0.5]
+    inputs = [2000, 500, 800, 2000, 100]
+    outputs = [300, 5, 40, 300, 20]
+    stepped = simulate_replica(profile, arrivals, inputs, outputs)
+    jumped = drive((profile, inputs, outputs), arrivals)
+    for i in range(len(arrivals)):
+        assert jumped[i][0] == pytest.approx(stepped.ttft_s[i], rel=1e-9)
+        assert jumped[i][1] == pytest.approx(stepped.tpot_s[i], rel=1e-9)
