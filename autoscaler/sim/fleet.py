@@ -90,8 +90,14 @@ class ServiceWindow:
 
     def mean_in_flight(self, over_s: float, now_s: float) -> float:
         """Mean requests in flight (gateway queue included) over the last `over_s` seconds of samples."""
-        values = [n for t, n, _ in self.samples if t > now_s - over_s - 1e-9]
-        return sum(values) / len(values) if values else 0.0
+        since = now_s - over_s - 1e-9
+        total = count = 0
+        for t, n, _ in reversed(self.samples):  # newest first: stop at the first sample before the window
+            if t <= since:
+                break
+            total += n
+            count += 1
+        return total / count if count else 0.0
 
     @property
     def rate_rps(self) -> float:
