@@ -8,6 +8,9 @@ total cost over the trace wins. At each tick it then holds the most any window o
 (`horizon_s`: node provisioning plus startup plus a tick): replicas start one cold start ahead of the load that
 needs them and leave when no window within a cold start needs them.
 
+A request that no fleet could serve within the SLO (alone on an idle replica, its prefill exceeds the TTFT target
+or its decode step the TPOT target) is left out of that search: no number of replicas helps it.
+
 The instant-start bound is the same without cold starts: each window gets exactly what it needs, ready at once.
 It is the physical limit of autoscaling on this trace and model; the oracle is the limit with cold starts.
 """
@@ -20,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from autoscaler.compiled import Candidate, CompiledScenario
+from autoscaler.perf import ReplicaProfile
 from autoscaler.shapes import Shape
 from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, Targets
 
@@ -54,14 +58,25 @@ def _meets(
     sim = FleetSim(config, {requests.service: requests}, instant_start=True, drain_grace_s=120.0)
     result = sim.run(_Fixed("probe", {requests.service: {shape: replicas}}))
     ttft, tpot = result.ttft_s[requests.service], result.tpot_s[requests.service]
+    profile = config.plans[requests.service].by_shape[shape].profile
+    assert profile is not None
     for i, t in enumerate(requests.arrival_s):
-        if t < judged_from_s:
+        if t < judged_from_s or not _attainable(profile, requests, i, slo.ttft_p95_s, slo.tpot_p95_s):
             continue
         if math.isnan(ttft[i]) or ttft[i] > slo.ttft_p95_s:
             return False
         if not math.isnan(tpot[i]) and tpot[i] > slo.tpot_p95_s:
             return False
     return True
+
+
+def _attainable(profile: ReplicaProfile, requests: ServiceRequests, i: int, ttft_s: float, tpot_s: float) -> bool:
+    """Could request i meet the SLO at all, alone on an idle replica? A prompt whose prefill alone takes longer
+    than the TTFT target cannot, however many replicas run; the oracle does not buy replicas for it."""
+    prompt, output = requests.input_tokens[i], requests.output_tokens[i]
+    if profile.prefill_ms(prompt) / 1000.0 > ttft_s:
+        return False
+    return output <= 1 or profile.decode_step_ms(1, prompt + output) / 1000.0 <= tpot_s
 
 
 def needed_per_window(
