@@ -98,10 +98,20 @@ class Fleet(_Strict):
 
 
 class ServiceSlo(_Strict):
-    """Latency objectives at the 95th percentile."""
+    """Latency objectives: the share `quantile` of requests (95 % by default, hence the field names) must have a
+    time to first token within `ttft_p95_s` and a time per output token within `tpot_p95_s`."""
 
-    ttft_p95_s: float = Field(gt=0, description="Time to first token, p95, in seconds.")
-    tpot_p95_s: float = Field(gt=0, description="Time per output token after the first, p95, in seconds.")
+    ttft_p95_s: float = Field(gt=0, description="Time to first token at the SLO's quantile (p95 by default), in s.")
+    tpot_p95_s: float = Field(
+        gt=0, description="Time per output token after the first, at the SLO's quantile (p95 by default), in s."
+    )
+    quantile: float = Field(
+        default=0.95,
+        ge=0.5,
+        lt=1.0,
+        description="Share of requests the two targets hold for; replicas are sized for this latency quantile "
+        "(0.99 for an SLO attained by 99 % of requests).",
+    )
 
 
 class Service(_Strict):

@@ -69,7 +69,7 @@ def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: To
     service = plan.service
     if candidate.profile is None:
         return Option(candidate, None, 0, math.inf, False, candidate.rejected)
-    slo = LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s)
+    slo = LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s, service.slo.quantile)
     capacity = capacity_at_slo(candidate.profile, slo, mix)
     if capacity.rps <= 0:
         return Option(candidate, capacity, 0, math.inf, False, f"cannot meet the SLO at any load: {capacity.reason}")

@@ -28,7 +28,7 @@ def _capacity_series(
 ) -> list[float]:
     """Capacity at SLO (req/s) of the ready replicas of `service` at each of `times`."""
     plan = config.plans[service]
-    slo = LatencySlo(plan.service.slo.ttft_p95_s, plan.service.slo.tpot_p95_s)
+    slo = LatencySlo(plan.service.slo.ttft_p95_s, plan.service.slo.tpot_p95_s, plan.service.slo.quantile)
     mix = trace_mix(result.requests[service])
     per_shape: dict[Shape, float] = {}
     events: list[tuple[float, float]] = []

@@ -416,3 +416,16 @@ def test_property_no_scale_down_on_stale_or_bad_input(
         _obs({"chat": rate}, {"chat": {H100: count}}, sampled_at=sampled), {}, chat, PolicyState(), NOW
     )
     assert decision.service("chat").target.get(H100, 0) >= count
+
+
+def test_a_higher_slo_quantile_sizes_more_replicas(catalog: Catalog, book: ProfileBook) -> None:
+    at_p95 = compile_dict(scenario_dict(), catalog, book)
+    data = scenario_dict()
+    data["services"][0]["slo"]["quantile"] = 0.99
+    at_p99 = compile_dict(data, catalog, book)
+    demand = 10 * _chat_capacity(book)  # exactly what 10 replicas serve at p95
+    p95, _ = decide(_obs({"chat": demand}, {"chat": {H100: 10}}), {}, at_p95, PolicyState(), NOW)
+    p99, _ = decide(_obs({"chat": demand}, {"chat": {H100: 10}}), {}, at_p99, PolicyState(), NOW)
+    assert p95.service("chat").desired[H100] == 10
+    assert p99.service("chat").desired[H100] == 11
+    assert p99.service("chat").capacity_rps_per_replica < p95.service("chat").capacity_rps_per_replica
