@@ -14,8 +14,10 @@ from autoscaler.compiled import CompiledScenario, compile_scenario
 from autoscaler.config import load_scenario
 from autoscaler.perf import load_profile_book
 from autoscaler.series import RateSeries, RequestTrace
+from autoscaler.shapes import ShapeKind
 from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, ServiceWindow
 from autoscaler.sim.oracle import OraclePolicy
+from autoscaler.sim.plan import evaluate_locally, plan_fleet
 from autoscaler.sim.policies import HpaPolicy, StaticPolicy, baseline_shapes
 from autoscaler.sim.summary import summarize
 from autoscaler.sim.workload import compress_time, from_rate_series, from_request_trace, time_window, with_warmup
@@ -147,3 +149,21 @@ def test_a_warm_up_replays_the_tail_first_and_is_not_scored(code: CompiledScenar
     assert warm.arrival_s[2:] == [70.0, 80.0, 650.0, 660.0]
     summary = summarize(FleetSim(code, {"code": warm}).run(StaticPolicy(code, {"code": warm})), code)
     assert summary.requests == 4
+
+
+def test_plan_picks_the_cheapest_shape_and_lays_out_its_mig_slices() -> None:
+    scenario = load_scenario(ROOT / "configs/examples/chat-fleet.yaml", CATALOG, BOOK)
+    config = compile_scenario(scenario, CATALOG, BOOK)
+    arrivals = [i / 20.0 for i in range(2400)]  # 20 req/s for 2 minutes
+    requests = {"classify": ServiceRequests("classify", arrivals, [400] * 2400, [20] * 2400)}
+    plan = plan_fleet(config, requests, evaluate_locally(config, 0.99))
+    chosen = plan.chosen["classify"]
+    assert chosen.attainment >= 0.99
+    options = [o for o in plan.options if o.replicas is not None]
+    assert chosen.cost_usd_per_h == min(o.cost_usd_per_h for o in options)
+    # Every other shape was evaluated too, and the fleet to buy covers the chosen replicas.
+    assert {str(o.shape) for o in plan.options} == {"H100-80GB/1g.10gb", "H100-80GB/2g.20gb", "L4"}
+    if chosen.shape.kind is ShapeKind.MIG:
+        instances = sum(layout.count(chosen.shape.mig_profile) * n for layout, n in plan.layouts().items())
+        assert instances >= (chosen.replicas or 0)
+    assert sum(plan.nodes.values()) >= 1
