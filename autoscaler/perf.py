@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -201,11 +201,7 @@ class ReplicaProfile:
 
     def decode_base_at(self, batch: float) -> float:
         """a(b) in ms: rises linearly from batch 1 to `moe_full_batch` for a mixture of experts."""
-        low = self.decode_base_ms.value
-        high = self.decode_base_all_experts_ms.value
-        if high <= low or batch <= 1:
-            return low
-        return low + (high - low) * min(1.0, (batch - 1) / (self.moe_full_batch - 1))
+        return _moe_base(self.decode_base_ms.value, self.decode_base_all_experts_ms.value, self.moe_full_batch, batch)
 
     def decode_step_ms(self, batch: float, mean_context_tokens: float) -> float:
         """Time of one decode step with `batch` sequences of mean context `mean_context_tokens`, in ms.
@@ -213,13 +209,7 @@ class ReplicaProfile:
         Example (8B on H100, anchored a = 8.0 ms): 64 sequences at 1,000 tokens of context take
         8.0 + 64 * (0.03 + 0.052) = 13.3 ms.
         """
-        if batch <= 0:
-            return 0.0
-        per_seq = self.decode_ms_per_seq.value + self.decode_ms_per_seq_per_1k_context.value * (
-            mean_context_tokens / 1000.0
-        )
-        compute = self.decode_ms_per_token_compute.value * max(0.0, batch - self.knee_batch)
-        return self.decode_base_at(batch) + batch * per_seq + compute
+        return _step_function(self)(batch, mean_context_tokens)
 
     def prefill_ms(self, prompt_tokens: float) -> float:
         """Time of the prefill iteration of one prompt, in ms: at least one pass over the weights."""
@@ -230,6 +220,35 @@ class ReplicaProfile:
         """Sequences that fit at once: the engine's cap or the KV cache, whichever is smaller."""
         by_kv = int(self.kv_capacity_tokens.value // max(tokens_per_request, 1.0))
         return max(0, min(self.max_num_seqs, by_kv))
+
+
+def _moe_base(low: float, high: float, full_batch: int, batch: float) -> float:
+    if high <= low or batch <= 1:
+        return low
+    return low + (high - low) * min(1.0, (batch - 1) / max(1, full_batch - 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _step_function(profile: ReplicaProfile) -> Callable[[float, float], float]:
+    """`ReplicaProfile.decode_step_ms` with the profile's numbers bound once (profiles hash by identity): the
+    simulator calls it millions of times."""
+    per_seq_ms = profile.decode_ms_per_seq.value
+    per_1k_ms = profile.decode_ms_per_seq_per_1k_context.value
+    compute_ms = profile.decode_ms_per_token_compute.value
+    knee = profile.knee_batch
+    low, high, full_batch = (
+        profile.decode_base_ms.value,
+        profile.decode_base_all_experts_ms.value,
+        profile.moe_full_batch,
+    )
+
+    def step_ms(batch: float, mean_context_tokens: float) -> float:
+        if batch <= 0:
+            return 0.0
+        per_seq = per_seq_ms + per_1k_ms * (mean_context_tokens / 1000.0)
+        return _moe_base(low, high, full_batch, batch) + batch * per_seq + compute_ms * max(0.0, batch - knee)
+
+    return step_ms
 
 
 def _derived(value: float, formula: str) -> Figure:
