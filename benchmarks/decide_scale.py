@@ -5,8 +5,9 @@ set price) with max_nodes that never bind, services cycling over the five seed m
 and token mixes (so that services share capacities, as many endpoints of one model do), and one tick of a fleet in
 steady state: each service runs the shape and replica count the previous tick chose for its previous demand, its
 request rate has since drifted (seeded, -15 % to +25 %), its forecast has a trend, its metrics are fresh, and its
-stabilization state has a window of previous recommendations. The hourly budget is 1.5 x the current spend for
-fewer than 1,000 services (it does not bind) and 1.0 x from 1,000 on (it binds: demand grows).
+stabilization state has a window of previous recommendations; each pool reports the nodes its replicas occupy.
+The hourly budget is 1.5 x the current spend for fewer than 1,000 services (it does not bind) and 1.0 x from 1,000
+on (it binds: demand grows).
 
 `--fleet shifted` instead puts every service's replicas on its first allowed shape (a fleet in mid-migration:
 make-before-break shape changes, replicas held above the budget that the stabilizer has to give back).
@@ -203,6 +204,7 @@ def build_tick(compiled: CompiledScenario, rng: random.Random, fleet: str) -> Ti
     forecasts: dict[str, Forecast] = {}
     states: dict[str, ServiceState] = {}
     cost = 0.0
+    gpus: dict[str, float] = {}
     for i, (name, plan) in enumerate(compiled.plans.items()):
         service = plan.service
         t = TEMPLATES[i % len(TEMPLATES)]
@@ -221,6 +223,8 @@ def build_tick(compiled: CompiledScenario, rng: random.Random, fleet: str) -> Ti
             price = candidate.price_usd_per_h if candidate is not None else price
         starting = 1 if count > 1 and rng.random() < 0.1 else 0
         cost += count * price
+        running = plan.candidate(shape) or sizing.chosen.candidate
+        gpus[running.pool] = gpus.get(running.pool, 0.0) + count * running.gpu_share
         rps = previous_rps * rng.uniform(0.85, 1.25)
         services[name] = ServiceObservation(
             request_rps=rps,
@@ -237,7 +241,12 @@ def build_tick(compiled: CompiledScenario, rng: random.Random, fleet: str) -> Ti
             last_scale_down_s=now_s - 600.0,
             last_target={shape: count},
         )
-    pools = {"h100": PoolObservation(nodes=10), "a100": PoolObservation(nodes=10), "l4": PoolObservation(nodes=10)}
+    # A steady fleet has the nodes its replicas run on (the inventory carries no assignments, so placement still
+    # places every replica, on those nodes).
+    pools = {
+        name: PoolObservation(nodes=math.ceil(gpus.get(name, 0.0) / pool.gpus_per_node - 1e-9))
+        for name, pool in compiled.pools.items()
+    }
     return Tick(Observation(at=NOW, services=services, pools=pools), forecasts, PolicyState(states), cost)
 
 
