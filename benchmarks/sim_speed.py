@@ -31,7 +31,7 @@ from autoscaler.config import Fleet, NodePool, Policy, Scenario, Service, Servic
 from autoscaler.perf import load_profile_book
 from autoscaler.series import RateSeries
 from autoscaler.shapes import parse_shape
-from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, Targets
+from autoscaler.sim.fleet import FixedTargets, FleetSim, ServiceRequests
 from autoscaler.sim.policies import HpaPolicy
 from autoscaler.sim.replica import poisson_arrivals
 from autoscaler.sim.workload import from_rate_series
@@ -76,16 +76,6 @@ def _scenario(services: int, tick_s: float) -> Scenario:
     return Scenario(name="sim-speed", fleet=Fleet(pools=pools), services=items, policy=Policy(tick_s=tick_s))
 
 
-class _Fixed:
-    name = "fixed"
-
-    def __init__(self, targets: Targets) -> None:
-        self.fixed = targets
-
-    def targets(self, view: FleetView) -> Targets:
-        return self.fixed
-
-
 def requests_per_second(count: int) -> tuple[float, float]:
     catalog = load_catalog()
     book = load_profile_book(catalog)
@@ -103,7 +93,7 @@ def requests_per_second(count: int) -> tuple[float, float]:
     service = scenario.services[0].model_copy(update={"model": "Llama-3.1-8B", "allowed_shapes": ["H100-80GB"]})
     config = compile_scenario(scenario.model_copy(update={"services": [service]}), catalog, book)
     start = time.perf_counter()
-    FleetSim(config, requests).run(_Fixed({"svc-00": {parse_shape("H100-80GB"): 10}}))
+    FleetSim(config, requests).run(FixedTargets({"svc-00": {parse_shape("H100-80GB"): 10}}))
     seconds = time.perf_counter() - start
     return count / seconds, seconds
 

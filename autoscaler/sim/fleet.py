@@ -121,6 +121,17 @@ class Policy(Protocol):
     def targets(self, view: FleetView) -> Targets: ...
 
 
+@dataclass
+class FixedTargets:
+    """A policy that always asks for the same targets: a fleet that stays as it is (probes, plans, benchmarks)."""
+
+    fixed: Targets
+    name: str = "fixed"
+
+    def targets(self, view: FleetView) -> Targets:
+        return self.fixed
+
+
 @dataclass(frozen=True, slots=True)
 class TickRecord:
     at_s: float

@@ -26,16 +26,7 @@ from dataclasses import dataclass, field
 from autoscaler.compiled import Candidate, CompiledScenario
 from autoscaler.perf import ReplicaProfile
 from autoscaler.shapes import Shape
-from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, Targets
-
-
-@dataclass
-class _Fixed:
-    name: str
-    fixed: Mapping[str, Mapping[Shape, int]]
-
-    def targets(self, view: FleetView) -> Targets:
-        return self.fixed
+from autoscaler.sim.fleet import FixedTargets, FleetSim, FleetView, ServiceRequests, Targets
 
 
 def _window(requests: ServiceRequests, start: float, end: float) -> ServiceRequests:
@@ -64,7 +55,7 @@ def _meets(
         return not judged
     slo = config.plans[requests.service].service.slo
     sim = FleetSim(config, {requests.service: requests}, instant_start=True, drain_grace_s=120.0)
-    result = sim.run(_Fixed("probe", {requests.service: {shape: replicas}}))
+    result = sim.run(FixedTargets({requests.service: {shape: replicas}}, "probe"))
     ttft, tpot = result.ttft_s[requests.service], result.tpot_s[requests.service]
     profile = config.plans[requests.service].by_shape[shape].profile
     assert profile is not None

@@ -19,7 +19,7 @@ from autoscaler.compiled import CompiledScenario
 from autoscaler.placement.heuristic import place
 from autoscaler.placement.model import Placement, ReplicaRequest
 from autoscaler.shapes import Shape
-from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, Targets
+from autoscaler.sim.fleet import FixedTargets, FleetSim, ServiceRequests
 from autoscaler.sim.summary import summarize
 
 
@@ -49,18 +49,9 @@ class FleetPlan:
         return Counter(tuple(p.profile for p in g.layout) for g in self.placement.gpus if g.layout is not None)
 
 
-@dataclass
-class _Fixed:
-    fixed: Targets
-    name: str = "plan"
-
-    def targets(self, view: FleetView) -> Targets:
-        return self.fixed
-
-
 def _attainment(config: CompiledScenario, requests: ServiceRequests, shape: Shape, replicas: int) -> float:
     one = {requests.service: requests}
-    result = FleetSim(config, one, instant_start=True).run(_Fixed({requests.service: {shape: replicas}}))
+    result = FleetSim(config, one, instant_start=True).run(FixedTargets({requests.service: {shape: replicas}}, "plan"))
     return summarize(result, config).slo_attainment
 
 

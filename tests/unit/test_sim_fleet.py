@@ -13,7 +13,7 @@ from autoscaler.catalog import load_catalog
 from autoscaler.compiled import Candidate, CompiledScenario, ServicePlan
 from autoscaler.perf import Precision, ReplicaProfile, load_profile_book
 from autoscaler.shapes import Shape, parse_shape
-from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, Targets
+from autoscaler.sim.fleet import FixedTargets, FleetSim, FleetView, ServiceRequests, Targets
 from autoscaler.sim.replica import poisson_arrivals
 from autoscaler.sim.summary import percentile, summarize
 from tests.unit.conftest import compile_dict, scenario_dict
@@ -21,15 +21,6 @@ from tests.unit.conftest import compile_dict, scenario_dict
 CATALOG = load_catalog()
 BOOK = load_profile_book(CATALOG)
 H100 = parse_shape("H100-80GB")
-
-
-class Fixed:
-    def __init__(self, targets: Targets, name: str = "fixed") -> None:
-        self.fixed = targets
-        self.name = name
-
-    def targets(self, view: FleetView) -> Targets:
-        return self.fixed
 
 
 def with_profile(config: CompiledScenario, service: str, shape: Shape, profile: ReplicaProfile) -> CompiledScenario:
@@ -85,7 +76,7 @@ def test_without_batching_and_with_exponential_service_it_is_the_m_m_c_queue(cha
         arrivals = poisson_arrivals(3.2, 100_000, seed=10 + seed)
         outputs = [1 + int(math.log(1.0 - rng.random()) / math.log(1.0 - 1.0 / 100.0)) for _ in arrivals]
         requests = {"chat": ServiceRequests("chat", arrivals, [1] * len(arrivals), outputs)}
-        result = FleetSim(config, requests).run(Fixed({"chat": {H100: 4}}))
+        result = FleetSim(config, requests).run(FixedTargets({"chat": {H100: 4}}))
         waits.extend(t - prefill_s for t in result.ttft_s["chat"])
         services.extend(step_s * (out - 1) + prefill_s for out in outputs)
     mean_service_s = sum(services) / len(services)
@@ -103,7 +94,7 @@ def test_a_replica_at_its_capacity_at_slo_meets_the_slo_and_above_it_does_not(
     capacity = capacity_at_slo(profile, slo, TokenMix(1000, 200)).rps
     arrivals = poisson_arrivals(load * capacity, 30_000, seed=1)
     requests = {"chat": ServiceRequests("chat", arrivals, [1000] * len(arrivals), [200] * len(arrivals))}
-    result = FleetSim(chat, requests).run(Fixed({"chat": {H100: 1}}))
+    result = FleetSim(chat, requests).run(FixedTargets({"chat": {H100: 1}}))
     ttft95 = percentile(result.ttft_s["chat"], 0.95)
     tpot95 = percentile(result.tpot_s["chat"], 0.95)
     within = ttft95 <= slo.ttft_s * 1.05 and tpot95 <= slo.tpot_s * 1.05
