@@ -295,12 +295,8 @@ def decide_command(
     explain: Annotated[str | None, typer.Option(help="Service whose stage trace to print.")] = None,
 ) -> None:
     """Show the decisions for a demand step: replicas start ready at the base demand, then demand jumps."""
-    catalog, book = _book()
-    try:
-        scenario = load_scenario(scenario_file, catalog, book)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    compiled = compile_scenario(scenario, catalog, book)
+    compiled = _compiled(scenario_file)
+    scenario = compiled.scenario
     base = _base_demand(compiled, demand or [])
     start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     tick = timedelta(seconds=scenario.policy.tick_s)
@@ -459,6 +455,40 @@ def _only_service(trace: RequestTrace, service: str) -> RequestTrace:
     )
 
 
+# The options that whatif and plan share: how the traces become requests.
+ScenarioOption = Annotated[Path, typer.Option("--scenario", help="Scenario file (YAML).")]
+TracesOption = Annotated[
+    list[str] | None,
+    typer.Option(help="[SERVICE=]FILE; a bare FILE is the trace of the scenario's first service. Repeatable."),
+]
+TraceFormatOption = Annotated[str | None, typer.Option(help="Trace format; detected from the content if not given.")]
+RateScaleOption = Annotated[float, typer.Option(help="Multiply every trace's request rate by this.", min=0.0)]
+WindowOption = Annotated[
+    str | None, typer.Option(help="Replay only START:END of each trace (offsets from its start, e.g. 10m:40m).")
+]
+TimeCompressionOption = Annotated[
+    float, typer.Option(help="Play the traces this many times faster (same requests, higher rate).", min=0.0)
+]
+SkipBadLinesOption = Annotated[
+    bool, typer.Option(help="Skip malformed trace lines (their count and line numbers are printed).")
+]
+WarmupOption = Annotated[
+    str, typer.Option(help="Replay each trace's last DURATION first, unscored, so policies start warm (0: off).")
+]
+CvOption = Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")]
+SeedOption = Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")]
+
+
+def _compiled(scenario_file: Path) -> CompiledScenario:
+    """The scenario file checked and compiled; a configuration error ends the command with its message."""
+    catalog, book = _book()
+    try:
+        scenario = load_scenario(scenario_file, catalog, book)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    return compile_scenario(scenario, catalog, book)
+
+
 @dataclass(frozen=True, slots=True)
 class _TraceOptions:
     """How `--trace` files become requests (shared by whatif and plan)."""
@@ -473,8 +503,12 @@ class _TraceOptions:
     warmup: str = "0s"
 
 
-def _load_workloads(traces: list[str], options: _TraceOptions, compiled: CompiledScenario) -> dict[str, Workload]:
+def _load_workloads(
+    traces: list[str] | None, options: _TraceOptions, compiled: CompiledScenario
+) -> dict[str, Workload]:
     """`--trace [SERVICE=]FILE` items loaded and turned into requests (a bare FILE is the first service's)."""
+    if not traces:
+        raise _fail("--trace: give at least one trace file ([SERVICE=]FILE)")
     from adapters.traces import load_trace_with_report
     from autoscaler.backtest_cli import parse_duration
     from autoscaler.errors import DataQualityError
@@ -548,15 +582,10 @@ def _load_workloads(traces: list[str], options: _TraceOptions, compiled: Compile
 
 @app.command("whatif")
 def whatif_command(
-    scenario_file: Annotated[Path, typer.Option("--scenario", help="Scenario file (YAML).")],
-    trace: Annotated[
-        list[str] | None,
-        typer.Option(help="[SERVICE=]FILE; a bare FILE is the trace of the scenario's first service. Repeatable."),
-    ] = None,
-    trace_format: Annotated[
-        str | None, typer.Option(help="Trace format; detected from the content if not given.")
-    ] = None,
-    rate_scale: Annotated[float, typer.Option(help="Multiply every trace's request rate by this.", min=0.0)] = 1.0,
+    scenario_file: ScenarioOption,
+    trace: TracesOption = None,
+    trace_format: TraceFormatOption = None,
+    rate_scale: RateScaleOption = 1.0,
     policy: Annotated[
         list[str] | None,
         typer.Option(
@@ -567,20 +596,12 @@ def whatif_command(
         float | None,
         typer.Option(help="Tune hpa, kpa, rayserve and static to the cheapest setting reaching this attainment."),
     ] = None,
-    window: Annotated[
-        str | None, typer.Option(help="Replay only START:END of each trace (offsets from its start, e.g. 10m:40m).")
-    ] = None,
-    time_compression: Annotated[
-        float, typer.Option(help="Play the traces this many times faster (same requests, higher rate).", min=0.0)
-    ] = 1.0,
-    skip_bad_lines: Annotated[
-        bool, typer.Option(help="Skip malformed trace lines (their count and line numbers are printed).")
-    ] = False,
-    warmup: Annotated[
-        str, typer.Option(help="Replay each trace's last DURATION first, unscored, so policies start warm (0: off).")
-    ] = "10m",
-    cv: Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")] = 0,
+    window: WindowOption = None,
+    time_compression: TimeCompressionOption = 1.0,
+    skip_bad_lines: SkipBadLinesOption = False,
+    warmup: WarmupOption = "10m",
+    cv: CvOption = 1.0,
+    seed: SeedOption = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
     decisions: Annotated[
         Path | None, typer.Option(help="Write fleetscale's decisions here (CSV, one row per tick, service, shape).")
@@ -605,18 +626,12 @@ def whatif_command(
         table_rows,
     )
 
-    catalog, book = _book()
-    try:
-        scenario = load_scenario(scenario_file, catalog, book)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    compiled = compile_scenario(scenario, catalog, book)
+    compiled = _compiled(scenario_file)
+    scenario = compiled.scenario
     names = policy or list(POLICIES)
     for name in names:
         if name not in POLICIES:
             raise _fail(f"--policy {name}: unknown (known: {', '.join(POLICIES)})")
-    if not trace:
-        raise _fail("--trace: give at least one trace file ([SERVICE=]FILE)")
     options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines, warmup)
     workloads = _load_workloads(trace, options, compiled)
     requests = {name: w.requests for name, w in workloads.items()}
@@ -722,15 +737,10 @@ def whatif_command(
 
 @app.command("plan")
 def plan_command(
-    scenario_file: Annotated[Path, typer.Option("--scenario", help="Scenario file (YAML).")],
-    trace: Annotated[
-        list[str] | None,
-        typer.Option(help="[SERVICE=]FILE; a bare FILE is the trace of the scenario's first service. Repeatable."),
-    ] = None,
-    trace_format: Annotated[
-        str | None, typer.Option(help="Trace format; detected from the content if not given.")
-    ] = None,
-    rate_scale: Annotated[float, typer.Option(help="Multiply every trace's request rate by this.", min=0.0)] = 1.0,
+    scenario_file: ScenarioOption,
+    trace: TracesOption = None,
+    trace_format: TraceFormatOption = None,
+    rate_scale: RateScaleOption = 1.0,
     attainment: Annotated[float, typer.Option(help="SLO attainment the fleet must reach (0.99 for 99 %).")] = 0.99,
     gpu_type: Annotated[
         list[str] | None, typer.Option(help="Only shapes on these GPU types (catalog names). Repeatable.")
@@ -740,20 +750,12 @@ def plan_command(
         str | None,
         typer.Option(help="Evaluate the candidates as tasks on this Ray cluster (its workers need fleetscale)."),
     ] = None,
-    window: Annotated[
-        str | None, typer.Option(help="Replay only START:END of each trace (offsets from its start, e.g. 10m:40m).")
-    ] = None,
-    time_compression: Annotated[
-        float, typer.Option(help="Play the traces this many times faster (same requests, higher rate).", min=0.0)
-    ] = 1.0,
-    skip_bad_lines: Annotated[
-        bool, typer.Option(help="Skip malformed trace lines (their count and line numbers are printed).")
-    ] = False,
-    warmup: Annotated[
-        str, typer.Option(help="Replay each trace's last DURATION first, unscored, so policies start warm (0: off).")
-    ] = "10m",
-    cv: Annotated[float, typer.Option(help="Inter-arrival CV inside the bins of a rate trace (1: Poisson).")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed of rate scaling and arrival generation.")] = 0,
+    window: WindowOption = None,
+    time_compression: TimeCompressionOption = 1.0,
+    skip_bad_lines: SkipBadLinesOption = False,
+    warmup: WarmupOption = "10m",
+    cv: CvOption = 1.0,
+    seed: SeedOption = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan as JSON here.")] = None,
 ) -> None:
     """The cheapest fixed fleet (GPU types, counts, MIG layouts) that serves the traces at the SLO attainment."""
@@ -761,17 +763,11 @@ def plan_command(
 
     if not 0 < attainment < 1:
         raise _fail(f"--attainment {attainment:g}: a share between 0 and 1 (0.99 for 99 %)")
-    if not trace:
-        raise _fail("--trace: give at least one trace file ([SERVICE=]FILE)")
-    catalog, book = _book()
-    try:
-        scenario = load_scenario(scenario_file, catalog, book)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    compiled = compile_scenario(scenario, catalog, book)
+    compiled = _compiled(scenario_file)
+    scenario = compiled.scenario
     for name in gpu_type or []:
         try:
-            catalog.canonical(name)
+            compiled.catalog.canonical(name)
         except KeyError as exc:
             raise _fail(f"--gpu-type {name}: {exc.args[0]}") from None
     options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines, warmup)
