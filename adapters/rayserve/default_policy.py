@@ -25,7 +25,7 @@ from typing import Any
 from autoscaler.compiled import CompiledScenario
 from autoscaler.shapes import Shape
 from autoscaler.sim.fleet import FleetView, ServiceRequests, Targets
-from autoscaler.sim.policies import BaselineShape, baseline_shapes
+from autoscaler.sim.policies import BaselineShape, baseline_shapes, bounded_replicas
 
 
 class RayUnavailableError(RuntimeError):
@@ -103,8 +103,7 @@ class RayServePolicy:
             service = self.config.plans[name].service
             ready = window.ready.get(base.shape, 0)
             if not window.samples:  # the first tick: the deployment starts at what the first window needs
-                first = math.ceil(window.rate_rps / base.capacity_rps) if base.capacity_rps else 0
-                self._target[name] = max(service.min_replicas, min(service.max_replicas, first))
+                self._target[name] = bounded_replicas(self.config, name, base.replicas_for(window.rate_rps))
                 out[name] = {base.shape: self._target[name]}
                 continue
             target = self._target.get(name, ready)
@@ -130,7 +129,6 @@ class RayServePolicy:
             )
             with _simulated_clock(module, view.now_s):
                 decision, self._state[name] = self._policy(ctx)
-            decision = math.ceil(decision)
-            self._target[name] = max(service.min_replicas, min(service.max_replicas, decision))
+            self._target[name] = bounded_replicas(self.config, name, math.ceil(decision))
             out[name] = {base.shape: self._target[name]}
         return out

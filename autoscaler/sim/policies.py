@@ -45,6 +45,10 @@ class BaselineShape:
     capacity_rps: float
     in_flight_at_capacity: float  # requests in flight per replica at its capacity at SLO (Little's law)
 
+    def replicas_for(self, rate_rps: float) -> int:
+        """Replicas whose capacity at SLO covers `rate_rps` (how a baseline starts: from the first window)."""
+        return math.ceil(rate_rps / self.capacity_rps) if self.capacity_rps else 0
+
 
 def trace_mix(requests: ServiceRequests) -> TokenMix:
     n = max(1, len(requests.arrival_s))
@@ -86,7 +90,8 @@ def baseline_shapes(config: CompiledScenario, requests: Mapping[str, ServiceRequ
     return shapes
 
 
-def _bounded(config: CompiledScenario, name: str, replicas: int) -> int:
+def bounded_replicas(config: CompiledScenario, name: str, replicas: int) -> int:
+    """`replicas` within the service's [min_replicas, max_replicas]."""
     service = config.plans[name].service
     return max(service.min_replicas, min(service.max_replicas, replicas))
 
@@ -108,7 +113,7 @@ class StaticPolicy:
             reqs = self.requests.get(name)
             peak = peak_rate(reqs, self.peak_window_s) if reqs else 0.0
             count = math.ceil(self.scale * peak / base.capacity_rps - 1e-9) if base.capacity_rps > 0 else 0
-            self.fixed[name] = {base.shape: _bounded(self.config, name, count)}
+            self.fixed[name] = {base.shape: bounded_replicas(self.config, name, count)}
 
     def targets(self, view: FleetView) -> Targets:
         return self.fixed
@@ -142,12 +147,12 @@ class HpaPolicy:
             if current == 0:
                 desired = math.ceil(in_flight / target) if in_flight > 0 else 0
                 if not window.samples:  # the first tick: size for the first window's rate
-                    desired = math.ceil(window.rate_rps / base.capacity_rps) if base.capacity_rps else 0
+                    desired = base.replicas_for(window.rate_rps)
             else:
                 ratio = in_flight / (target * current)
                 desired = current if abs(ratio - 1.0) <= self.tolerance else math.ceil(in_flight / target)
                 desired = min(desired, max(4, 2 * current))
-            desired = _bounded(self.config, name, desired)
+            desired = bounded_replicas(self.config, name, desired)
             history = self._history.setdefault(name, deque())
             history.append((view.now_s, desired))
             while history and history[0][0] < view.now_s - self.stabilization_s:
@@ -188,8 +193,8 @@ class KpaPolicy:
             ready = window.ready.get(base.shape, 0)
             current = ready + window.starting.get(base.shape, 0)
             if not window.samples:
-                desired = math.ceil(window.rate_rps / base.capacity_rps) if base.capacity_rps else 0
-                out[name] = {base.shape: _bounded(self.config, name, desired)}
+                desired = base.replicas_for(window.rate_rps)
+                out[name] = {base.shape: bounded_replicas(self.config, name, desired)}
                 continue
             stable = math.ceil(window.mean_in_flight(self.stable_s, view.now_s) / per_replica)
             panic = math.ceil(window.mean_in_flight(self.panic_s, view.now_s) / per_replica)
@@ -202,7 +207,7 @@ class KpaPolicy:
                 desired = max(current, panic, stable)
             else:
                 desired = max(stable, math.ceil(current / self.max_scale_down_rate))
-            out[name] = {base.shape: _bounded(self.config, name, desired)}
+            out[name] = {base.shape: bounded_replicas(self.config, name, desired)}
         return out
 
 
