@@ -61,13 +61,7 @@ class CompiledScenario:
         """The cheapest pool that can host `shape` (GPU type, MIG or sharing allowed, gang fits a node)."""
         best: tuple[float, str] | None = None
         for pool in self.pools.values():
-            if self.catalog.canonical(pool.gpu_type) != shape.gpu_type:
-                continue
-            if shape.kind is ShapeKind.MIG and not pool.mig_allowed:
-                continue
-            if shape.kind is ShapeKind.FRACTION and not pool.fractional_allowed:
-                continue
-            if shape.kind is ShapeKind.GPU and shape.gpus > pool.gpus_per_node:
+            if self.catalog.canonical(pool.gpu_type) != shape.gpu_type or pool.hosting_problem(shape):
                 continue
             key = (self.pool_price_usd_per_gpu_h[pool.name], pool.name)
             if best is None or key < best:

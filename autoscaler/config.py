@@ -77,6 +77,16 @@ class NodePool(_Strict):
         description="Seconds from asking for a node to its GPUs being schedulable; 80-120 s for a cloud GPU VM.",
     )
 
+    def hosting_problem(self, shape: Shape) -> str | None:
+        """Why a replica of `shape` (of this pool's GPU type) cannot run here, or None if it can."""
+        if shape.kind is ShapeKind.GPU and shape.gpus > self.gpus_per_node:
+            return f"a gang of {shape.gpus} does not fit nodes of {self.gpus_per_node} GPUs"
+        if shape.kind is ShapeKind.MIG and not self.mig_allowed:
+            return "MIG not allowed"
+        if shape.kind is ShapeKind.FRACTION and not self.fractional_allowed:
+            return "GPU sharing not allowed"
+        return None
+
     @model_validator(mode="after")
     def _nodes_ordered(self) -> Self:
         if self.min_nodes > self.max_nodes:

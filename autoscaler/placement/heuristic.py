@@ -135,6 +135,7 @@ class _Planner:
         self.free: dict[tuple[str, str, int, bool], dict[tuple[str, int, int], tuple[_Gpu, MigPlacement]]] = {}
         self.partly_shared: dict[str, dict[tuple[str, int], _Gpu]] = {}
         self.pending = pending  # MIG instances (and other replicas) not yet placed, by shape
+        self._pools_for: dict[Shape, list[str]] = {}
         self.pool_nodes: Counter[str] = Counter()  # nodes per pool
         self.next_new: Counter[str] = Counter()  # the last k of `<pool>-new-<k>` tried
 
@@ -257,18 +258,16 @@ class _Planner:
     # --- choosing where -----------------------------------------------------------------------------------------
 
     def pools_for(self, shape: Shape) -> list[str]:
-        names = []
-        for name in self.pool_order:
-            pool = self.pools[name]
-            if self.catalog.canonical(pool.gpu_type) != shape.gpu_type:
-                continue
-            if shape.kind is ShapeKind.MIG and not pool.mig_allowed:
-                continue
-            if shape.kind is ShapeKind.FRACTION and not pool.fractional_allowed:
-                continue
-            if shape.kind is ShapeKind.GPU and shape.gpus > pool.gpus_per_node:
-                continue
-            names.append(name)
+        """The pools that may run `shape`, cheapest first (the same for every replica of a shape: worked out once)."""
+        names = self._pools_for.get(shape)
+        if names is None:
+            names = [
+                name
+                for name in self.pool_order
+                if self.catalog.canonical(self.pools[name].gpu_type) == shape.gpu_type
+                and self.pools[name].hosting_problem(shape) is None
+            ]
+            self._pools_for[shape] = names
         return names
 
     def _nodes(self, pools: Sequence[str], need: int, in_use: bool, plain: bool) -> Iterator[_Node]:
@@ -632,14 +631,9 @@ def _place_on_new_nodes(
         pool = planner.pools[name]
         if catalog.canonical(pool.gpu_type) != shape.gpu_type:
             continue
-        if shape.kind is ShapeKind.GPU and shape.gpus > pool.gpus_per_node:
-            reasons.append(f"pool {name}: a gang of {shape.gpus} does not fit nodes of {pool.gpus_per_node} GPUs")
-            continue
-        if shape.kind is ShapeKind.MIG and not pool.mig_allowed:
-            reasons.append(f"pool {name}: MIG not allowed")
-            continue
-        if shape.kind is ShapeKind.FRACTION and not pool.fractional_allowed:
-            reasons.append(f"pool {name}: GPU sharing not allowed")
+        problem = pool.hosting_problem(shape)
+        if problem is not None:
+            reasons.append(f"pool {name}: {problem}")
             continue
         have = planner.pool_nodes[name]
         new: list[_Node] = []
