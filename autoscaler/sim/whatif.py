@@ -6,6 +6,7 @@ built here.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,9 +25,11 @@ COLUMNS = (
 )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=8)
 def free_choice(config: CompiledScenario) -> CompiledScenario:
     """The scenario with every service free to take any shape its pools offer (no `allowed_shapes`): what
-    `fleetscale_free` runs on, so that the gain from shapes shows apart from the gain from forecasting."""
+    `fleetscale_free` runs on, so that the gain from shapes shows apart from the gain from forecasting. Compiled
+    once per scenario (the policy and the replay both ask for it)."""
     services = [s.model_copy(update={"allowed_shapes": []}) for s in config.scenario.services]
     return compile_scenario(config.scenario.model_copy(update={"services": services}), config.catalog, config.book)
 
