@@ -26,7 +26,6 @@ import argparse
 import gc
 import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -37,6 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from pinning import pin_to_one_core
 
 from autoscaler.capacity import LatencySlo, TokenMix, capacity_at_slo
 from autoscaler.catalog import Catalog, load_catalog
@@ -331,18 +332,6 @@ def preflight(compiled: CompiledScenario) -> list[str]:
                     f"prompt tokens: {type(exc).__name__}: {exc}"
                 )
     return failures
-
-
-def pin_to_one_core() -> str:
-    """Pin this process to CPU 0 where the OS allows it; say what happened."""
-    setaffinity = getattr(os, "sched_setaffinity", None)
-    if setaffinity is None:
-        return "not pinned: os.sched_setaffinity is unavailable on this platform"
-    try:
-        setaffinity(0, {0})
-    except OSError as exc:
-        return f"not pinned: sched_setaffinity failed ({exc})"
-    return "pinned to CPU 0 (os.sched_setaffinity)"
 
 
 def figures(results: Sequence[SizeResult]) -> dict[str, float]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -31,6 +30,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from pinning import pin_to_one_core
 
 from autoscaler.catalog import Catalog, load_catalog
 from autoscaler.config import NodePool
@@ -204,17 +205,6 @@ def match_optimum(count: int, catalog: Catalog) -> MatchResult:
         worst = max(worst, ratio)
         equal += abs(ratio - 1.0) < 1e-9
     return MatchResult(count, feasible, equal, worst, gave_up)
-
-
-def pin_to_one_core() -> str:
-    setaffinity = getattr(os, "sched_setaffinity", None)
-    if setaffinity is None:
-        return "not pinned: os.sched_setaffinity is unavailable on this platform"
-    try:
-        setaffinity(0, {0})
-    except OSError as exc:
-        return f"not pinned: sched_setaffinity failed ({exc})"
-    return "pinned to CPU 0 (os.sched_setaffinity)"
 
 
 def figures(results: Sequence[SizeResult], match: MatchResult | None) -> dict[str, float]:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from pinning import pin_to_one_core
 
 from adapters.traces import load_trace
 from autoscaler.catalog import load_catalog
@@ -39,17 +40,6 @@ from autoscaler.sim.workload import from_rate_series
 ROOT = Path(__file__).resolve().parents[1]
 SERIES = ROOT / "configs/traces/servegen_m-small_aggregate_rate_10min.csv"
 SEED = 7
-
-
-def pin_to_one_core() -> str:
-    setaffinity = getattr(os, "sched_setaffinity", None)
-    if setaffinity is None:
-        return "not pinned: os.sched_setaffinity is unavailable on this platform"
-    try:
-        setaffinity(0, {0})
-    except OSError as exc:
-        return f"not pinned: sched_setaffinity failed ({exc})"
-    return "pinned to CPU 0 (os.sched_setaffinity)"
 
 
 def _scenario(services: int, tick_s: float) -> Scenario:

@@ -13,29 +13,20 @@ derivation is calibrated on modern engines and is not tuned to that stack.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from dataclasses import replace
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from autoscaler.catalog import load_catalog
 from autoscaler.perf import Precision, derive_whole_gpu_profile, load_profile_book
-
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "perf_validation.py"
+from tests.unit.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def perf_validation() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("perf_validation", _SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("perf_validation")
 
 
 @pytest.fixture(scope="module")

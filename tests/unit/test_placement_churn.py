@@ -38,27 +38,6 @@ SHAPES = [
 ]  # fmt: skip
 
 
-def as_inventory(result: Placement, inventory: list[NodeState]) -> list[NodeState]:
-    """The inventory after `result` was applied: the layouts it set, and the nodes it added made real."""
-    layouts = {(g.node, g.index): tuple(p.profile for p in g.layout) if g.layout else None for g in result.gpus}
-    nodes = {n.name: n for n in inventory}
-    for name in result.nodes_used():
-        if name not in nodes:
-            pool = POOLS[name.split("-new-")[0]]
-            nodes[name] = NodeState(name, pool.name, pool.gpu_type, pool.gpus_per_node)
-    return [
-        NodeState(
-            n.name,
-            n.pool,
-            n.gpu_type,
-            n.gpus,
-            n.cordoned,
-            tuple(layouts.get((n.name, i), n.layout(i)) for i in range(n.gpus)),
-        )
-        for n in nodes.values()
-    ]
-
-
 def _counts(requests: list[ReplicaRequest]) -> Counter[tuple[str, Shape]]:
     counts: Counter[tuple[str, Shape]] = Counter()
     for r in requests:
@@ -101,7 +80,7 @@ def test_property_a_small_change_moves_and_repartitions_no_more_than_necessary(
     before, after = change
     start = [NodeState(f"h{i}", "h100", "H100-80GB", 8) for i in range(2)] + [NodeState("l0", "l4", "L4", 4)]
     first = place(before, start, POOLS, CATALOG)
-    inventory = as_inventory(first, start)
+    inventory = list(applied(first, start, {})[0])
     second = place(after, inventory, POOLS, CATALOG, current=first.replicas)
 
     assert second.moves == ()
@@ -139,7 +118,7 @@ def test_property_replacing_against_a_current_placement_with_cordons_stays_valid
     first = place(before, start, POOLS, CATALOG)
     inventory = [
         NodeState(n.name, n.pool, n.gpu_type, n.gpus, cordon, n.mig_layouts)
-        for n, cordon in zip(as_inventory(first, start), cordons + [False] * 10, strict=False)
+        for n, cordon in zip(applied(first, start, {})[0], cordons + [False] * 10, strict=False)
     ]
     second = place(after, inventory, POOLS, CATALOG, current=first.replicas)
     check_valid(second, inventory, after, CATALOG)
@@ -156,7 +135,7 @@ def test_replicas_on_a_cordoned_node_move_and_nothing_else_does() -> None:
         ReplicaRequest("mini", parse_shape("H100-80GB/3g.40gb"), 3),
     ]
     first = place(demand, start, POOLS, CATALOG)
-    inventory = as_inventory(first, start)
+    inventory = list(applied(first, start, {})[0])
     victim = "h0"
     assert any(r.node == victim for r in first.replicas)
     inventory = [NodeState(n.name, n.pool, n.gpu_type, n.gpus, n.name == victim, n.mig_layouts) for n in inventory]

@@ -6,9 +6,6 @@ The instances and the comparison are those of benchmarks/placement.py, so the te
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -19,20 +16,15 @@ from autoscaler.placement import NodeState, ReplicaRequest, place
 from autoscaler.placement.bound import gpu_lower_bound
 from autoscaler.placement.exact import solve_exact
 from autoscaler.shapes import parse_shape
+from tests.unit.conftest import load_benchmark
 
 CATALOG = load_catalog()
 H_POOL = NodePool(name="h", gpu_type="H100-80GB", gpus_per_node=8, max_nodes=4, mig_allowed=True)
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "placement.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("placement_benchmark", _SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("placement")
 
 
 def test_valid_layouts_match_the_reference_counts() -> None:
