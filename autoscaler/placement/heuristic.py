@@ -364,12 +364,15 @@ class _Planner:
     def _best_layout(self, shape: Shape) -> list[str]:
         assert shape.mig_profile is not None
         gpu_type = shape.gpu_type
+        free: Counter[str] = Counter()  # free instances in existing layouts, by profile (one pass over the index)
+        for (free_type, profile, _, _), instances in self.free.items():
+            if free_type == gpu_type:
+                free[profile] += len(instances)
         pending: Counter[str] = Counter()
         for waiting, count in self.pending.items():
             if waiting.kind is ShapeKind.MIG and waiting.gpu_type == gpu_type and waiting.mig_profile and count > 0:
                 # Instances that already wait free in existing layouts will take their share of what is pending.
-                free = sum(len(v) for k, v in self.free.items() if k[0] == gpu_type and k[1] == waiting.mig_profile)
-                pending[waiting.mig_profile] += max(0, count - free)
+                pending[waiting.mig_profile] += max(0, count - free[waiting.mig_profile])
         pending[shape.mig_profile] = max(pending[shape.mig_profile], 1)  # `pending` counts this one too
         share = {name: self.catalog.gpu_share(Shape(gpu_type, ShapeKind.MIG, 1, name)) for name in pending}
         best: tuple[float, int, list[str]] | None = None
