@@ -52,37 +52,31 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summarize(result: ReplayResult, config: CompiledScenario) -> PolicySummary:
-    total = met = unserved = 0
+    total = met = unserved = windows = met_windows = 0
     ttfts: list[float] = []
     tpots: list[float] = []
     for name, requests in result.requests.items():
         slo = config.plans[name].service.slo
-        ttft, tpot = result.ttft_s[name], result.tpot_s[name]
-        for i in range(requests.warmup, len(requests.arrival_s)):
-            total += 1
-            if math.isnan(result.finish_s[name][i]):
-                unserved += 1
-                continue
-            ttfts.append(ttft[i])
-            if not math.isnan(tpot[i]):
-                tpots.append(tpot[i])
-            if ttft[i] <= slo.ttft_p95_s and (math.isnan(tpot[i]) or tpot[i] <= slo.tpot_p95_s):
-                met += 1
-    windows = met_windows = 0
-    for name, requests in result.requests.items():
-        slo = config.plans[name].service.slo
+        ttft, tpot, finish = result.ttft_s[name], result.tpot_s[name], result.finish_s[name]
         by_minute: dict[int, tuple[list[float], list[float]]] = {}
         for i in range(requests.warmup, len(requests.arrival_s)):
-            t = requests.arrival_s[i]
-            ttft_list, tpot_list = by_minute.setdefault(int(t // WINDOW_S), ([], []))
-            served = not math.isnan(result.finish_s[name][i])
-            ttft_list.append(result.ttft_s[name][i] if served else math.inf)
-            if served and not math.isnan(result.tpot_s[name][i]):
-                tpot_list.append(result.tpot_s[name][i])
-        for ttft_list, tpot_list in by_minute.values():
+            total += 1
+            minute_ttft, minute_tpot = by_minute.setdefault(int(requests.arrival_s[i] // WINDOW_S), ([], []))
+            if math.isnan(finish[i]):
+                unserved += 1
+                minute_ttft.append(math.inf)
+                continue
+            ttfts.append(ttft[i])
+            minute_ttft.append(ttft[i])
+            if not math.isnan(tpot[i]):
+                tpots.append(tpot[i])
+                minute_tpot.append(tpot[i])
+            if ttft[i] <= slo.ttft_p95_s and (math.isnan(tpot[i]) or tpot[i] <= slo.tpot_p95_s):
+                met += 1
+        for minute_ttft, minute_tpot in by_minute.values():
             windows += 1
-            tpot95 = percentile(tpot_list, 0.95) if tpot_list else 0.0
-            met_windows += percentile(ttft_list, 0.95) <= slo.ttft_p95_s and tpot95 <= slo.tpot_p95_s
+            tpot95 = percentile(minute_tpot, 0.95) if minute_tpot else 0.0
+            met_windows += percentile(minute_ttft, 0.95) <= slo.ttft_p95_s and tpot95 <= slo.tpot_p95_s
     # The scored period starts with the first scored request (the end of the warm-up).
     start = min(
         (r.arrival_s[r.warmup] for r in result.requests.values() if r.warmup and r.warmup < len(r.arrival_s)),
