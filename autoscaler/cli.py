@@ -681,7 +681,8 @@ def whatif_command(
             finished[0] += 1
 
         configs = {"fleetscale_free": free_choice(compiled)} if "fleetscale_free" in factories else {}
-        comparison = compare(compiled, requests, factories, step, configs)
+        replayed = {name: t.result for name, t in tuned.items()}
+        comparison = compare(compiled, requests, factories, step, configs, replayed)
     table = Table(title=f"what-if: {scenario.name}, rate x{rate_scale:g}", title_justify="left")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column == "policy" else "right")

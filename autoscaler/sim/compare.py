@@ -33,9 +33,11 @@ def compare(
     factories: Mapping[str, PolicyFactory],
     progress: Callable[[str], None] | None = None,
     configs: Mapping[str, CompiledScenario] | None = None,
+    replayed: Mapping[str, ReplayResult] | None = None,
 ) -> Comparison:
     """Replay under each policy of `factories` (by name), then the oracle and the instant-start bound. A policy
-    named in `configs` replays on that compiled scenario instead (`fleetscale_free`: every shape allowed)."""
+    named in `configs` replays on that compiled scenario instead (`fleetscale_free`: every shape allowed); one named
+    in `replayed` is not replayed again (a tuned baseline's replay of its kept setting)."""
     runs: dict[str, tuple[PolicyFactory, bool]] = {name: (factory, False) for name, factory in factories.items()}
     runs["oracle"] = (lambda: OraclePolicy(config, requests), False)
     runs["instant_start"] = (lambda: OraclePolicy(config, requests, instant=True), True)
@@ -44,9 +46,10 @@ def compare(
     for name, (factory, instant) in runs.items():
         if progress is not None:
             progress(name)
-        policy = factory()
-        own = (configs or {}).get(name, config)
-        result = FleetSim(own, requests, instant_start=instant).run(policy)
+        result = (replayed or {}).get(name)
+        if result is None:
+            own = (configs or {}).get(name, config)
+            result = FleetSim(own, requests, instant_start=instant).run(factory())
         results[name] = result
         summaries[name] = summarize(result, config)
     return Comparison(summaries, results)

@@ -5,7 +5,8 @@ static fleet's scale (replicas = scale x what the trace's peak needs at capacity
 buys attainment with money; the relation is monotone in the large but not step by step (a burst may fall just
 before or after a scale-up), so the tuner does not bisect: it replays a geometric grid of values (factor sqrt(2),
 from 1/16 to 4 times the default target, or 1 to 4 times the static scale) and keeps the cheapest that reaches T.
-When none does, it keeps the one with the highest attainment and says so.
+When none does, it keeps the one with the highest attainment and says so. The kept setting's replay is kept too,
+so that the comparison does not replay it again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from autoscaler.compiled import CompiledScenario
-from autoscaler.sim.fleet import FleetSim, Policy, ServiceRequests
+from autoscaler.sim.fleet import FleetSim, Policy, ReplayResult, ServiceRequests
 from autoscaler.sim.summary import PolicySummary, summarize
 
 
@@ -26,6 +27,7 @@ class Tuned:
     summary: PolicySummary
     reached: bool
     tried: int
+    result: ReplayResult
 
 
 def grid(default: float, low: float, high: float) -> list[float]:
@@ -53,8 +55,9 @@ def tune(
     best: Tuned | None = None
     fallback: Tuned | None = None
     for value in values:
-        summary = summarize(FleetSim(config, requests).run(make(value)), config)
-        candidate = Tuned(name, knob, value, summary, summary.slo_attainment >= attainment, len(values))
+        result = FleetSim(config, requests).run(make(value))
+        summary = summarize(result, config)
+        candidate = Tuned(name, knob, value, summary, summary.slo_attainment >= attainment, len(values), result)
         if candidate.reached and (best is None or summary.cost_usd < best.summary.cost_usd):
             best = candidate
         if fallback is None or summary.slo_attainment > fallback.summary.slo_attainment:
