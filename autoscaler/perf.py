@@ -44,6 +44,7 @@ from typing import Any, Literal
 from autoscaler.catalog import Catalog, GpuType
 from autoscaler.datafiles import config_dir, load_yaml
 from autoscaler.errors import ConfigError
+from autoscaler.native import picklable_by_fields
 from autoscaler.shapes import Shape, ShapeKind
 
 
@@ -523,3 +524,7 @@ def load_profile_book(catalog: Catalog, directory: Path | None = None) -> Profil
             except KeyError as exc:
                 raise ConfigError(f"profile {facts.name}: anchor names {exc.args[0]}") from None
     return ProfileBook(models, catalog)
+
+
+# Compiled, these would not unpickle (autoscaler/native.py); plans send profiles to Ray tasks.
+picklable_by_fields(Figure, DerivationConstants, Anchor, ModelFacts, ReplicaProfile, ProfileBook)

@@ -15,7 +15,7 @@ Parsing checks the syntax only; whether the GPU type and MIG profile exist is th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -40,6 +40,19 @@ class Shape:
     mig_profile: str | None = None
     fraction: float = 1.0
     nodes: int = 1  # whole-GPU shapes only: the group spans this many nodes, `gpus` on each
+    # Shapes key dicts on every tick of a replay: the hash of the fields is computed once.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.gpu_type, self.kind, self.gpus, self.mig_profile, self.fraction, self.nodes)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Shape], tuple[str, ShapeKind, int, str | None, float, int]]:
+        # Rebuilt from its fields: string hashes differ between processes (a plan's Ray tasks get pickled shapes).
+        return Shape, (self.gpu_type, self.kind, self.gpus, self.mig_profile, self.fraction, self.nodes)
 
     def __str__(self) -> str:
         if self.kind is ShapeKind.MIG:

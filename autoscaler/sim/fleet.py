@@ -25,7 +25,6 @@ autoscaler's 10 minutes).
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from typing import Protocol
 
 from autoscaler.compiled import Candidate, CompiledScenario
 from autoscaler.config import NodePool
+from autoscaler.native import picklable_by_fields
 from autoscaler.shapes import Shape
 from autoscaler.sim.engine import Done, ReplicaEngine
 
@@ -288,9 +288,11 @@ class FleetSim:
         services = list(self.services.values())
         last_arrival = max((s.requests.arrival_s[-1] for s in services if s.requests.arrival_s), default=0.0)
         end = last_arrival + self.drain_grace_s
-        # Arrivals come from the traces in order: one merged stream beside the heap, not an event each in it.
-        stream = heapq.merge(*(zip(s.requests.arrival_s, itertools.repeat(k)) for k, s in enumerate(services)))
-        next_arrival, next_service = next(stream, (math.inf, -1))
+        # Arrivals come from the traces in order: each service's next arrival in a small heap beside the event
+        # heap, not an event each in it (on equal times, the service listed first goes first).
+        arrivals = [(s.requests.arrival_s[0], k) for k, s in enumerate(services) if s.requests.arrival_s]
+        heapq.heapify(arrivals)
+        next_arrival, next_service = arrivals[0] if arrivals else (math.inf, -1)
         self._apply(policy.targets(self._view()), warm=True)
         self._push(self.tick_s, _TICK, None)
         self._push(self.sample_s, _SAMPLE, None)
@@ -301,8 +303,13 @@ class FleetSim:
                 if next_arrival > end:
                     break
                 self.now = next_arrival
-                self._arrival(services[next_service])
-                next_arrival, next_service = next(stream, (math.inf, -1))
+                service = services[next_service]
+                self._arrival(service)
+                if service.next_request < len(service.requests.arrival_s):
+                    heapq.heapreplace(arrivals, (service.requests.arrival_s[service.next_request], next_service))
+                else:
+                    heapq.heappop(arrivals)
+                next_arrival, next_service = arrivals[0] if arrivals else (math.inf, -1)
                 continue
             at, _, kind, obj, version = pop(heap)
             if at > end:
@@ -528,3 +535,7 @@ class FleetSim:
 
 
 _ENGINE, _READY, _SAMPLE, _TICK = range(4)
+
+
+# Compiled, these would not unpickle (autoscaler/native.py): plans ship requests to Ray tasks.
+picklable_by_fields(ServiceRequests, ServiceWindow, FleetView, TickRecord, ReplicaSpan)

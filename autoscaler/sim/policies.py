@@ -31,6 +31,7 @@ from autoscaler.capacity import TokenMix
 from autoscaler.compiled import CompiledScenario
 from autoscaler.decide import decide
 from autoscaler.model import Observation, PolicyState, ServiceObservation, ShapeReplicas
+from autoscaler.native import picklable_by_fields
 from autoscaler.shapes import Shape
 from autoscaler.sim.fleet import FleetView, ServiceRequests, Targets
 from autoscaler.sizing import size_service
@@ -311,3 +312,7 @@ class FleetscalePolicy:
                         )
                     )  # fmt: skip
         return {s.service: dict(s.target) for s in decision.services}
+
+
+# Compiled, these would not unpickle (autoscaler/native.py).
+picklable_by_fields(BaselineShape, DecisionRow)
