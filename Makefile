@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 # its sources changes; without a C compiler it records why and everything runs as plain Python.
 NATIVE := autoscaler/native.json
 $(NATIVE): $(STAMP) autoscaler/native.py autoscaler/perf.py autoscaler/sim/engine.py autoscaler/sim/fleet.py \
-		autoscaler/sim/policies.py
+		autoscaler/sim/policies.py autoscaler/sim/oracle.py
 	FLEETSCALE_PURE_PYTHON=1 $(BIN)/python -m autoscaler.native
 
 native: $(NATIVE)

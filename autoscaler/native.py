@@ -1,15 +1,15 @@
-"""The compiled build of the replay's hot path: `perf`, `sim.engine` and `sim.fleet` compiled to C by mypyc.
+"""The compiled build of the replay's hot path: `perf` and `sim.engine`, `fleet`, `policies` and `oracle`, by mypyc.
 
-A replay spends nearly all its time in these three modules (an event per prefill and per decode run, a step time
-per event). Compiled, they run about three times faster (benchmarks/sim_speed.py); the results are the same, since
-the code is. `make` builds them in place, next to their sources (`python -m autoscaler.native`), and records the
-SHA-256 of each source in `native.json`. Without mypyc or a C compiler nothing is built, and everything runs as
+A replay spends nearly all its time in these modules (an event per prefill and per decode run, a step time per
+event, a policy per tick; the oracle replays every window several times). Compiled, they run about three times
+faster (benchmarks/sim_speed.py); the results are the same, since the code is. `make` builds them in place, next
+to their sources (`python -m autoscaler.native`), and records the SHA-256 of each source in `native.json`. Without mypyc or a C compiler nothing is built, and everything runs as
 plain Python.
 
 Python prefers an extension module to a source file of the same name, so a build that no longer matches its
 sources would silently run old code. At the first import of `autoscaler`, `use_current_build()` checks the record:
-if any of the three sources changed since the build (or FLEETSCALE_PURE_PYTHON=1 is set), all three are imported
-from their sources. All three, because they are one compiled group: mixing compiled and source modules would mix
+if any of the sources changed since the build (or FLEETSCALE_PURE_PYTHON=1 is set), all of them are imported from
+their sources. All of them, because they are one compiled group: mixing compiled and source modules would mix
 two copies of the same classes.
 """
 
@@ -33,7 +33,13 @@ from types import ModuleType
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = PACKAGE_DIR.parent
-MODULES = ("autoscaler.perf", "autoscaler.sim.engine", "autoscaler.sim.fleet", "autoscaler.sim.policies")
+MODULES = (
+    "autoscaler.perf",
+    "autoscaler.sim.engine",
+    "autoscaler.sim.fleet",
+    "autoscaler.sim.policies",
+    "autoscaler.sim.oracle",
+)
 GROUP = "autoscaler._native"  # the compiled group's shared library: autoscaler/_native__mypyc.*.so
 RECORD = PACKAGE_DIR / "native.json"
 PURE_ENV = "FLEETSCALE_PURE_PYTHON"
@@ -54,23 +60,19 @@ def _built_files() -> list[Path]:
 
 
 def build_status() -> str:
-    """Why the replay runs compiled or not, in a few words (the benchmark and `fleetscale whatif` print it)."""
+    """Why the replay runs compiled or not, in a few words (the benchmark prints it)."""
     if os.environ.get(PURE_ENV):
         return f"plain Python ({PURE_ENV} is set)"
-    modules = [sys.modules.get(m) for m in MODULES]
-    if all(m is not None and _is_extension(m) for m in modules):
-        return "compiled (mypyc)"
-    if not RECORD.exists():
+    try:
+        record = json.loads(RECORD.read_text())
+    except (OSError, ValueError):
         return "plain Python (not compiled: run `make native`)"
-    record = json.loads(RECORD.read_text())
     if not record.get("compiled"):
         return f"plain Python (not compiled: {record.get('reason', 'unknown reason')})"
-    return "plain Python (the compiled build is out of date: run `make native`)"
-
-
-def _is_extension(module: ModuleType) -> bool:
-    origin = getattr(module, "__file__", None) or ""
-    return any(origin.endswith(suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    if _stale_sources() or not any(p.name.endswith(suffix) for p in _built_files()):
+        return "plain Python (the compiled build is out of date: run `make native`)"
+    return "compiled (mypyc)"
 
 
 class _FromSources(importlib.abc.MetaPathFinder):
@@ -95,7 +97,7 @@ def _stale_sources() -> list[str]:
 
 
 def use_current_build() -> None:
-    """Import the three modules from their sources unless a compiled build of exactly these sources is present."""
+    """Import the modules from their sources unless a compiled build of exactly these sources is present."""
     if not any(p.name.endswith(importlib.machinery.EXTENSION_SUFFIXES[0]) for p in _built_files()):
         return  # nothing compiled for this interpreter: the sources are what Python imports anyway
     if os.environ.get(PURE_ENV):
@@ -129,7 +131,7 @@ def _by_fields(names: tuple[str, ...], obj: object) -> tuple[type, tuple[object,
 
 
 def build() -> str:
-    """Compile the three modules in place and write the record; returns what happened, in one line."""
+    """Compile the modules in place and write the record; returns what happened, in one line."""
     for stale in _built_files():
         stale.unlink()
     sources = {m: _digest(source_path(m)) for m in MODULES}

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from autoscaler.compiled import CompiledScenario
+from autoscaler.shapes import Shape
 from autoscaler.sim.fleet import FleetSim, Policy, ReplayResult, ServiceRequests
 from autoscaler.sim.oracle import OraclePolicy
 from autoscaler.sim.summary import PolicySummary, summarize
@@ -39,8 +40,9 @@ def compare(
     named in `configs` replays on that compiled scenario instead (`fleetscale_free`: every shape allowed); one named
     in `replayed` is not replayed again (a tuned baseline's replay of its kept setting)."""
     runs: dict[str, tuple[PolicyFactory, bool]] = {name: (factory, False) for name, factory in factories.items()}
-    runs["oracle"] = (lambda: OraclePolicy(config, requests), False)
-    runs["instant_start"] = (lambda: OraclePolicy(config, requests, instant=True), True)
+    needs: dict[tuple[str, Shape], list[int]] = {}  # the windows' needs, found once for both bounds
+    runs["oracle"] = (lambda: OraclePolicy(config, requests, needs=needs), False)
+    runs["instant_start"] = (lambda: OraclePolicy(config, requests, instant=True, needs=needs), True)
     summaries: dict[str, PolicySummary] = {}
     results: dict[str, ReplayResult] = {}
     for name, (factory, instant) in runs.items():

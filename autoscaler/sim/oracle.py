@@ -29,55 +29,59 @@ from autoscaler.shapes import Shape
 from autoscaler.sim.fleet import FixedTargets, FleetSim, FleetView, ServiceRequests, Targets
 
 
-def _window(requests: ServiceRequests, start: float, end: float) -> ServiceRequests:
+def _window(requests: ServiceRequests, start: float, end: float) -> tuple[ServiceRequests, int]:
+    """The requests arriving in [start, end), shifted to start at 0, and the index of the first of them."""
     lo = bisect.bisect_left(requests.arrival_s, start)
     hi = bisect.bisect_left(requests.arrival_s, end)
-    return ServiceRequests(
+    chunk = ServiceRequests(
         requests.service,
         [t - start for t in requests.arrival_s[lo:hi]],
         requests.input_tokens[lo:hi],
         requests.output_tokens[lo:hi],
     )
+    return chunk, lo
 
 
 def _meets(
     config: CompiledScenario,
     requests: ServiceRequests,
+    attainable: list[bool],
     shape: Shape,
     replicas: int,
-    judged_from_s: float,
+    judged_from: int,
     attainment: float = 1.0,
 ) -> bool:
-    """Do `replicas` ready replicas of `shape` serve the requests arriving from `judged_from_s` within the SLO, all
-    but a (1 - attainment) share of them (rounded down)?"""
-    judged = [i for i, t in enumerate(requests.arrival_s) if t >= judged_from_s]
+    """Do `replicas` ready replicas of `shape` serve the requests from index `judged_from` on within the SLO, all
+    but a (1 - attainment) share of them (rounded down)? `attainable[i]`: request i can meet the SLO at all."""
+    judged = len(requests.arrival_s) - judged_from
     if replicas == 0:
-        return not judged
+        return judged == 0
     slo = config.plans[requests.service].service.slo
+    ttft_target, tpot_target = slo.ttft_p95_s, slo.tpot_p95_s
     sim = FleetSim(config, {requests.service: requests}, instant_start=True, drain_grace_s=120.0)
     result = sim.run(FixedTargets({requests.service: {shape: replicas}}, "probe"))
     ttft, tpot = result.ttft_s[requests.service], result.tpot_s[requests.service]
-    profile = config.plans[requests.service].by_shape[shape].profile
-    assert profile is not None
-    allowed = math.floor((1.0 - attainment) * len(judged) + 1e-9)
-    for i in judged:
-        if not _attainable(profile, requests, i, slo.ttft_p95_s, slo.tpot_p95_s):
+    allowed = math.floor((1.0 - attainment) * judged + 1e-9)
+    for i in range(judged_from, len(ttft)):
+        if not attainable[i]:
             continue
-        late = math.isnan(ttft[i]) or ttft[i] > slo.ttft_p95_s
-        if late or (not math.isnan(tpot[i]) and tpot[i] > slo.tpot_p95_s):
+        first, per_token = ttft[i], tpot[i]
+        # NaN compares false: an unserved request is late, a one-token request has no TPOT to miss.
+        if not first <= ttft_target or per_token > tpot_target:
             allowed -= 1
             if allowed < 0:
                 return False
     return True
 
 
-def _attainable(profile: ReplicaProfile, requests: ServiceRequests, i: int, ttft_s: float, tpot_s: float) -> bool:
-    """Could request i meet the SLO at all, alone on an idle replica? A prompt whose prefill alone takes longer
-    than the TTFT target cannot, however many replicas run; the oracle does not buy replicas for it."""
-    prompt, output = requests.input_tokens[i], requests.output_tokens[i]
-    if profile.prefill_ms(prompt) / 1000.0 > ttft_s:
-        return False
-    return output <= 1 or profile.decode_step_ms(1, prompt + output) / 1000.0 <= tpot_s
+def attainable_requests(profile: ReplicaProfile, requests: ServiceRequests, ttft_s: float, tpot_s: float) -> list[bool]:
+    """Per request: could it meet the SLO at all, alone on an idle replica? A prompt whose prefill alone takes
+    longer than the TTFT target cannot, however many replicas run; the oracle does not buy replicas for it."""
+    out = []
+    for prompt, output in zip(requests.input_tokens, requests.output_tokens, strict=True):
+        fits = profile.prefill_ms(prompt) / 1000.0 <= ttft_s
+        out.append(fits and (output <= 1 or profile.decode_step_ms(1, prompt + output) / 1000.0 <= tpot_s))
+    return out
 
 
 def needed_per_window(
@@ -91,26 +95,33 @@ def needed_per_window(
     """Per tick window from time 0: the fewest ready replicas of `candidate` that serve it within the SLO
     (`max_replicas + 1` where even max_replicas do not)."""
     service = config.plans[requests.service].service
+    assert candidate.profile is not None
+    everyone = attainable_requests(candidate.profile, requests, service.slo.ttft_p95_s, service.slo.tpot_p95_s)
     end = requests.arrival_s[-1] if requests.arrival_s else 0.0
     windows = int(end // tick_s) + 1
     needed = []
     previous = service.min_replicas
     for w in range(windows):
         start = w * tick_s
-        chunk = _window(requests, max(0.0, start - warmup_s), start + tick_s)
-        judged = start - max(0.0, start - warmup_s)
+        chunk, first = _window(requests, max(0.0, start - warmup_s), start + tick_s)
+        judged = bisect.bisect_left(chunk.arrival_s, start - max(0.0, start - warmup_s))
+        attainable = everyone[first : first + len(chunk.arrival_s)]
+
+        def meets(replicas: int) -> bool:
+            return _meets(config, chunk, attainable, candidate.shape, replicas, judged, attainment)
+
         # Search around the previous window's answer: neighbouring windows need similar fleets.
         low, high = 0, max(1, previous)
-        while high <= service.max_replicas and not _meets(config, chunk, candidate.shape, high, judged, attainment):
+        while high <= service.max_replicas and not meets(high):
             low, high = high, high * 2
         high = min(high, service.max_replicas + 1)
         while low + 1 < high:
             mid = (low + high) // 2
-            if _meets(config, chunk, candidate.shape, mid, judged, attainment):
+            if meets(mid):
                 high = mid
             else:
                 low = mid
-        if high <= service.max_replicas and _meets(config, chunk, candidate.shape, low, judged, attainment):
+        if high <= service.max_replicas and meets(low):
             high = low
         needed.append(max(service.min_replicas, high))
         previous = max(1, high)
@@ -127,6 +138,8 @@ class OraclePolicy:
     instant: bool = False
     name: str = "oracle"
     plan: dict[str, tuple[Shape, list[int], float]] = field(default_factory=dict)
+    # The windows' needs per (service, shape): the oracle and the instant-start bound share them (`compare`).
+    needs: dict[tuple[str, Shape], list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         tick = self.tick_s or self.config.scenario.policy.tick_s
@@ -138,7 +151,10 @@ class OraclePolicy:
             for candidate in self.config.plans[name].candidates:
                 if candidate.profile is None:
                     continue
-                needed = needed_per_window(self.config, requests, candidate, tick)
+                key = (name, candidate.shape)
+                if key not in self.needs:
+                    self.needs[key] = needed_per_window(self.config, requests, candidate, tick)
+                needed = self.needs[key]
                 horizon = 0.0 if self.instant else self._cold_start(candidate) + tick
                 held = self._hold(needed, horizon, tick)
                 cost = sum(held) * candidate.price_usd_per_h

@@ -99,7 +99,7 @@ def test_a_record_that_does_not_match_the_sources_marks_them_all_stale(
 
 def test_the_pure_python_switch_imports_every_module_of_the_group_from_its_source() -> None:
     env = {**os.environ, native.PURE_ENV: "1"}
-    code = "import autoscaler.sim.policies, sys; print([sys.modules[m].__file__ for m in {modules!r}])"
+    code = "import importlib; print([importlib.import_module(m).__file__ for m in {modules!r}])"
     done = subprocess.run(
         [sys.executable, "-c", code.format(modules=native.MODULES)], cwd=ROOT, env=env, capture_output=True,
         text=True, timeout=60, check=True,
