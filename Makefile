@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 NATIVE := autoscaler/native.json
 $(NATIVE): $(STAMP) autoscaler/native.py autoscaler/perf.py autoscaler/sim/engine.py autoscaler/sim/fleet.py \
 		autoscaler/sim/policies.py autoscaler/sim/oracle.py
-	FLEETSCALE_PURE_PYTHON=1 $(BIN)/python -m autoscaler.native
+	FLEETSCALE_PURE_PYTHON=1 $(BIN)/python -c "import autoscaler.native as n; raise SystemExit(n.main())"
 
 native: $(NATIVE)
 

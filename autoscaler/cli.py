@@ -614,7 +614,7 @@ def whatif_command(
     from autoscaler.sim.compare import PolicyFactory, compare
     from autoscaler.sim.fleet import Policy as SimPolicy
     from autoscaler.sim.policies import DecisionRow, FleetscalePolicy
-    from autoscaler.sim.tune import Tuned, grid, tune
+    from autoscaler.sim.tune import Tuned, tune
     from autoscaler.sim.whatif import (
         COLUMNS,
         KNOBS,
@@ -623,6 +623,7 @@ def whatif_command(
         core_factory,
         free_choice,
         knob_maker,
+        knob_values,
         table_rows,
     )
 
@@ -659,9 +660,9 @@ def whatif_command(
     tuned: dict[str, Tuned] = {}
     if tune_baselines is not None:
         for name, make in makers.items():
-            knob, default, low, high = KNOBS[name]
+            knob = KNOBS[name][0]
             with err.status(f"tuning {name}'s {knob} to reach {tune_baselines:.2%} attainment"):
-                result = tune(name, knob, make, grid(default, low, high), compiled, requests, tune_baselines)
+                result = tune(name, knob, make, knob_values(name), compiled, requests, tune_baselines)
             tuned[name] = result
             factories[name] = functools.partial(make, result.value)
             verdict = "reaches" if result.reached else "does not reach; best"

@@ -3,8 +3,8 @@
 A replay spends nearly all its time in these modules (an event per prefill and per decode run, a step time per
 event, a policy per tick; the oracle replays every window several times). Compiled, they run about three times
 faster (benchmarks/sim_speed.py); the results are the same, since the code is. `make` builds them in place, next
-to their sources (`python -m autoscaler.native`), and records the SHA-256 of each source in `native.json`. Without mypyc or a C compiler nothing is built, and everything runs as
-plain Python.
+to their sources (`native.main()`), and records the SHA-256 of each source in `native.json`. Without
+mypyc or a C compiler nothing is built, and everything runs as plain Python.
 
 Python prefers an extension module to a source file of the same name, so a build that no longer matches its
 sources would silently run old code. At the first import of `autoscaler`, `use_current_build()` checks the record:

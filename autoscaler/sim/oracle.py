@@ -19,6 +19,7 @@ It is the physical limit of autoscaling on this trace and model; the oracle is t
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,9 +108,9 @@ def needed_per_window(
         judged = bisect.bisect_left(chunk.arrival_s, start - max(0.0, start - warmup_s))
         attainable = everyone[first : first + len(chunk.arrival_s)]
 
-        def meets(replicas: int) -> bool:
-            return _meets(config, chunk, attainable, candidate.shape, replicas, judged, attainment)
-
+        meets = functools.partial(
+            _meets, config, chunk, attainable, candidate.shape, judged_from=judged, attainment=attainment
+        )
         # Search around the previous window's answer: neighbouring windows need similar fleets.
         low, high = 0, max(1, previous)
         while high <= service.max_replicas and not meets(high):

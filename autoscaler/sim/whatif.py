@@ -15,7 +15,7 @@ from autoscaler.compiled import CompiledScenario, compile_scenario
 from autoscaler.sim.compare import Comparison, PolicyFactory
 from autoscaler.sim.fleet import Policy, ServiceRequests
 from autoscaler.sim.policies import FleetscalePolicy, HpaPolicy, KpaPolicy, StaticPolicy
-from autoscaler.sim.tune import Tuned
+from autoscaler.sim.tune import Tuned, grid
 
 POLICIES = ("fleetscale", "fleetscale_free", "hpa", "kpa", "rayserve", "static")
 BOUNDS = ("oracle", "instant_start")
@@ -47,13 +47,21 @@ def core_factory(name: str, config: CompiledScenario, requests: Mapping[str, Ser
     raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})")
 
 
-# The knob `--tune-baselines` searches per baseline: (name, default, low and high as multiples of the default).
-KNOBS: dict[str, tuple[str, float, float, float]] = {
-    "hpa": ("target_scale", 1.0, 1 / 16, 4.0),
-    "kpa": ("target_scale", 1.0, 1 / 16, 4.0),
-    "rayserve": ("target_ongoing_requests", 2.0, 1 / 16, 4.0),
-    "static": ("scale", 1.0, 1.0, 4.0),
+# The knob `--tune-baselines` searches per baseline: (name, default, low and high as multiples of the default,
+# whether a higher value is cheaper).
+KNOBS: dict[str, tuple[str, float, float, float, bool]] = {
+    "hpa": ("target_scale", 1.0, 1 / 16, 4.0, True),
+    "kpa": ("target_scale", 1.0, 1 / 16, 4.0, True),
+    "rayserve": ("target_ongoing_requests", 2.0, 1 / 16, 4.0, True),
+    "static": ("scale", 1.0, 1.0, 4.0, False),
 }
+
+
+def knob_values(name: str) -> list[float]:
+    """The settings `--tune-baselines` may replay for baseline `name`, the cheapest first."""
+    _, default, low, high, higher_is_cheaper = KNOBS[name]
+    values = grid(default, low, high)
+    return values[::-1] if higher_is_cheaper else values
 
 
 def knob_maker(
