@@ -20,6 +20,8 @@ from autoscaler.sim.oracle import OraclePolicy
 from autoscaler.sim.plan import evaluate_locally, plan_fleet
 from autoscaler.sim.policies import HpaPolicy, StaticPolicy, baseline_shapes
 from autoscaler.sim.summary import summarize
+from autoscaler.sim.tune import tune
+from autoscaler.sim.whatif import knob_values
 from autoscaler.sim.workload import compress_time, from_rate_series, from_request_trace, time_window, with_warmup
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,3 +169,29 @@ def test_plan_picks_the_cheapest_shape_and_lays_out_its_mig_slices() -> None:
         instances = sum(layout.count(chosen.shape.mig_profile) * n for layout, n in plan.layouts().items())
         assert instances >= (chosen.replicas or 0)
     assert sum(plan.nodes.values()) >= 1
+
+
+def test_tuning_keeps_the_cheapest_reaching_setting_and_narrows_the_grid_step(
+    code: CompiledScenario, code_requests: dict[str, ServiceRequests]
+) -> None:
+    def make(value: float) -> HpaPolicy:
+        return HpaPolicy(code, code_requests, target_scale=value)
+
+    def replay(value: float) -> tuple[float, float]:
+        summary = summarize(FleetSim(code, code_requests).run(make(value)), code)
+        return summary.slo_attainment, summary.cost_usd
+
+    target = 0.95  # within reach of HPA on these 20 minutes (0.99 is not, from a cold start)
+    values = knob_values("hpa")  # the highest target (the cheapest) first
+    tuned = tune("hpa", "target_scale", make, values, code, code_requests, target)
+    assert tuned.reached and tuned.summary.slo_attainment >= target
+    # The walk (0.125 is the first to reach here) stops at the next grid value, which costs more, then bisects
+    # twice: 12 + 2 replays, not the whole grid and the bisections.
+    assert tuned.tried <= len(values) + 1
+    # The grid value just above the answer (a higher target: cheaper) falls short or costs more.
+    above = min(v for v in values if v > tuned.value * (1 + 1e-9))
+    attained, cost = replay(above)
+    assert attained < target or cost >= tuned.summary.cost_usd
+    # The answer lies on the grid or between two grid neighbours, found by bisection (a step of 2 ** (1/8)).
+    on_grid = any(abs(math.log(v / tuned.value)) < 1e-9 for v in values)
+    assert on_grid or abs(math.log(above / tuned.value)) < math.log(2) / 2
