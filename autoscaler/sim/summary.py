@@ -16,6 +16,7 @@ during the cold start) to its end.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from autoscaler.compiled import CompiledScenario
@@ -43,7 +44,7 @@ class PolicySummary:
         return data
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     """The q-quantile (nearest rank) of the finite values; nan when there are none."""
     finite = sorted(v for v in values if not math.isnan(v))
     if not finite:

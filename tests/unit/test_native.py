@@ -48,8 +48,9 @@ arrivals = poisson_arrivals(20.0, 2000, 3)
 requests = {"chat": ServiceRequests("chat", arrivals, [max(1, round(rng.expovariate(1 / 1000))) for _ in arrivals],
                                     [max(1, round(rng.expovariate(1 / 200))) for _ in arrivals])}
 result = FleetSim(config, requests).run(HpaPolicy(config, requests))
-print(json.dumps({"status": native.build_status(), "ttft": result.ttft_s["chat"], "tpot": result.tpot_s["chat"],
-                  "events": result.scale_events, "cost": summarize(result, config).cost_usd}))
+print(json.dumps({"status": native.build_status(), "ttft": list(result.ttft_s["chat"]),
+                  "tpot": list(result.tpot_s["chat"]), "events": result.scale_events,
+                  "cost": summarize(result, config).cost_usd}))
 """
 
 
