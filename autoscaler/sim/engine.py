@@ -168,7 +168,7 @@ class ReplicaEngine:
                     # Alone on the replica: its prefill and its decode steps at batch 1 are one event.
                     t0 = self.profile.decode_step_ms(1, self.input_tokens[head] + 1.0) / 1000.0
                     growth = self._kv_slope_s
-                    decode = steps * t0 + growth * steps * (steps - 1) / 2.0
+                    decode = _run_s(steps, t0, growth)
                     self.solo, self.solo_split, self.solo_steps = head, now + duration, steps
                     self.solo_t0, self.solo_growth = t0, growth
                     self.busy_s += duration + decode
@@ -189,7 +189,7 @@ class ReplicaEngine:
             growth = b * self._kv_slope_s
             steps = self.running[0][0] - self.step  # to the next sequence leaving
             self.run_start, self.run_steps, self.run_t0, self.run_growth = now, steps, t0, growth
-            duration = steps * t0 + growth * steps * (steps - 1) / 2.0
+            duration = _run_s(steps, t0, growth)
             self.busy_s += duration
             self.busy_until = now + duration
             return
@@ -199,7 +199,7 @@ class ReplicaEngine:
         """Turn the solo run back into the state it has reached at `now`: its prefill, or its decode run."""
         request, split, steps = self.solo, self.solo_split, self.solo_steps
         self.solo = -1
-        decode = steps * self.solo_t0 + self.solo_growth * steps * (steps - 1) / 2.0
+        decode = _run_s(steps, self.solo_t0, self.solo_growth)
         if now < split:
             self.run_prefill = request
             self.busy_s -= decode
@@ -221,13 +221,18 @@ class ReplicaEngine:
             j = int((-b + math.sqrt(b * b + 4.0 * a * elapsed)) / (2.0 * a))
         else:
             j = int(elapsed / t0) if t0 > 0 else self.run_steps
-        while j > 0 and j * t0 + growth * j * (j - 1) / 2.0 > elapsed:
+        while j > 0 and _run_s(j, t0, growth) > elapsed:
             j -= 1
         steps = min(self.run_steps, j + 1)
         if steps >= self.run_steps:
             return
-        old = self.run_steps * t0 + growth * self.run_steps * (self.run_steps - 1) / 2.0
-        new = steps * t0 + growth * steps * (steps - 1) / 2.0
+        old = _run_s(self.run_steps, t0, growth)
+        new = _run_s(steps, t0, growth)
         self.busy_s -= old - new
         self.run_steps = steps
         self.busy_until = self.run_start + new
+
+
+def _run_s(steps: int, t0: float, growth: float) -> float:
+    """Seconds of `steps` decode steps at a constant batch: the first takes t0, each next one `growth` more."""
+    return steps * t0 + growth * steps * (steps - 1) / 2.0
