@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = PACKAGE_DIR.parent
@@ -59,18 +60,31 @@ def _built_files() -> list[Path]:
     return found + list(PACKAGE_DIR.glob(GROUP.rsplit(".", 1)[1] + "__mypyc.*.so"))
 
 
+def _compiled_here() -> bool:
+    """Is there a build for the running interpreter?"""
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    return any(p.name.endswith(suffix) for p in _built_files())
+
+
+def _record() -> dict[str, Any] | None:
+    """The last build's record, or None when there is no readable one."""
+    try:
+        record = json.loads(RECORD.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def build_status() -> str:
     """Why the replay runs compiled or not, in a few words (the benchmark prints it)."""
     if os.environ.get(PURE_ENV):
         return f"plain Python ({PURE_ENV} is set)"
-    try:
-        record = json.loads(RECORD.read_text())
-    except (OSError, ValueError):
+    record = _record()
+    if record is None:
         return "plain Python (not compiled: run `make native`)"
     if not record.get("compiled"):
         return f"plain Python (not compiled: {record.get('reason', 'unknown reason')})"
-    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    if _stale_sources() or not any(p.name.endswith(suffix) for p in _built_files()):
+    if _stale_sources(record) or not _compiled_here():
         return "plain Python (the compiled build is out of date: run `make native`)"
     return "compiled (mypyc)"
 
@@ -86,24 +100,22 @@ class _FromSources(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, source_path(fullname))
 
 
-def _stale_sources() -> list[str]:
-    """The sources that differ from the build's record (all of them when there is no usable record)."""
-    try:
-        record = json.loads(RECORD.read_text())
-        built = record["sources"]
-    except (OSError, ValueError, KeyError, TypeError):
+def _stale_sources(record: dict[str, Any] | None) -> list[str]:
+    """The sources that differ from the build's `record` (all of them when it is not usable)."""
+    built = record.get("sources") if record is not None else None
+    if not isinstance(built, dict):
         return list(MODULES)
     return [m for m in MODULES if built.get(m) != _digest(source_path(m))]
 
 
 def use_current_build() -> None:
     """Import the modules from their sources unless a compiled build of exactly these sources is present."""
-    if not any(p.name.endswith(importlib.machinery.EXTENSION_SUFFIXES[0]) for p in _built_files()):
+    if not _compiled_here():
         return  # nothing compiled for this interpreter: the sources are what Python imports anyway
     if os.environ.get(PURE_ENV):
         sys.meta_path.insert(0, _FromSources())
         return
-    stale = _stale_sources()
+    stale = _stale_sources(_record())
     if stale:
         sys.meta_path.insert(0, _FromSources())
         names = ", ".join(str(source_path(m).relative_to(ROOT)) for m in stale)
@@ -137,7 +149,7 @@ def build() -> str:
     sources = {m: _digest(source_path(m)) for m in MODULES}
     try:
         reason = _compile()
-    except Exception as error:
+    except Exception as error:  # whatever stops the compiler, the package still works as plain Python
         reason = f"{type(error).__name__}: {error}"
     if reason:
         for partial in _built_files():

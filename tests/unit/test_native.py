@@ -87,15 +87,15 @@ def test_a_record_that_does_not_match_the_sources_marks_them_all_stale(
 ) -> None:
     record = tmp_path / "native.json"
     monkeypatch.setattr(native, "RECORD", record)
-    assert native._stale_sources() == list(native.MODULES)  # no record at all
+    assert native._stale_sources(native._record()) == list(native.MODULES)  # no record at all
     digests = {m: native._digest(native.source_path(m)) for m in native.MODULES}
     record.write_text(json.dumps({"compiled": True, "sources": digests}))
-    assert native._stale_sources() == []
+    assert native._stale_sources(native._record()) == []
     digests["autoscaler.sim.engine"] = "0" * 64  # the engine was edited after the build
     record.write_text(json.dumps({"compiled": True, "sources": digests}))
-    assert native._stale_sources() == ["autoscaler.sim.engine"]
+    assert native._stale_sources(native._record()) == ["autoscaler.sim.engine"]
     record.write_text("{not json")
-    assert native._stale_sources() == list(native.MODULES)
+    assert native._stale_sources(native._record()) == list(native.MODULES)
 
 
 def test_the_pure_python_switch_imports_every_module_of_the_group_from_its_source() -> None:
