@@ -489,6 +489,13 @@ def _compiled(scenario_file: Path) -> CompiledScenario:
     return compile_scenario(scenario, catalog, book)
 
 
+def _duration_or_zero(text: str) -> float:
+    """A duration in seconds, where "", "0", "0s", "0m" and the like mean 0 (`parse_duration` wants one above 0)."""
+    from autoscaler.backtest_cli import parse_duration
+
+    return 0.0 if text.strip().rstrip("smhd").strip("0.") == "" else parse_duration(text)
+
+
 @dataclass(frozen=True, slots=True)
 class _TraceOptions:
     """How `--trace` files become requests (shared by whatif and plan)."""
@@ -521,14 +528,12 @@ def _load_workloads(
         try:
             if not sep:
                 raise ValueError("write START:END")
-            at_zero = start_text.strip().rstrip("smhd").strip("0.") == ""  # "", "0", "0s", "0m": the start
-            window = (0.0 if at_zero else parse_duration(start_text), parse_duration(end_text))
+            window = (_duration_or_zero(start_text), parse_duration(end_text))
         except ValueError as exc:
             raise _fail(f"--window {options.window}: {exc} (for example 10m:40m)") from None
     rate_scale, cv, seed = options.rate_scale, options.cv, options.seed
-    zero = options.warmup.strip().rstrip("smhd").strip("0.") == ""
     try:
-        warmup_s = 0.0 if zero else parse_duration(options.warmup)
+        warmup_s = _duration_or_zero(options.warmup)
     except ValueError as exc:
         raise _fail(f"--warmup {options.warmup}: {exc}") from None
 
