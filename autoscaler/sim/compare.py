@@ -40,7 +40,7 @@ def compare(
     named in `configs` replays on that compiled scenario instead (`fleetscale_free`: every shape allowed); one named
     in `replayed` is not replayed again (a tuned baseline's replay of its kept setting)."""
     runs: dict[str, tuple[PolicyFactory, bool]] = {name: (factory, False) for name, factory in factories.items()}
-    needs: dict[tuple[str, Shape], list[int]] = {}  # the windows' needs, found once for both bounds
+    needs: dict[tuple[str, Shape, float], list[int]] = {}  # the windows' needs, found once for both bounds
     runs["oracle"] = (lambda: OraclePolicy(config, requests, needs=needs), False)
     runs["instant_start"] = (lambda: OraclePolicy(config, requests, instant=True, needs=needs), True)
     summaries: dict[str, PolicySummary] = {}

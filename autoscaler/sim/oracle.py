@@ -139,8 +139,8 @@ class OraclePolicy:
     instant: bool = False
     name: str = "oracle"
     plan: dict[str, tuple[Shape, list[int], float]] = field(default_factory=dict)
-    # The windows' needs per (service, shape): the oracle and the instant-start bound share them (`compare`).
-    needs: dict[tuple[str, Shape], list[int]] = field(default_factory=dict)
+    # The windows' needs per (service, shape, tick): the oracle and the instant-start bound share them (`compare`).
+    needs: dict[tuple[str, Shape, float], list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         tick = self.tick_s or self.config.scenario.policy.tick_s
@@ -152,7 +152,7 @@ class OraclePolicy:
             for candidate in self.config.plans[name].candidates:
                 if candidate.profile is None:
                     continue
-                key = (name, candidate.shape)
+                key = (name, candidate.shape, tick)
                 if key not in self.needs:
                     self.needs[key] = needed_per_window(self.config, requests, candidate, tick)
                 needed = self.needs[key]

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import dataclass
@@ -132,14 +133,12 @@ def with_warmup(requests: ServiceRequests, warmup_s: float) -> ServiceRequests:
     if warmup_s <= 0 or not requests.arrival_s:
         return requests
     end = requests.arrival_s[-1]
-    span = max(end, 1e-9)
-    take = min(warmup_s, span)
-    first = next(i for i, t in enumerate(requests.arrival_s) if t >= end - take)
-    shift = take
-    arrivals = [t - (end - take) for t in requests.arrival_s[first:]] + [t + shift for t in requests.arrival_s]
-    # The copied tail ends where the trace begins: keep it strictly before time `shift`.
+    take = min(warmup_s, max(end, 1e-9))
+    first = bisect.bisect_left(requests.arrival_s, end - take)
+    arrivals = [t - (end - take) for t in requests.arrival_s[first:]] + [t + take for t in requests.arrival_s]
+    # The copied tail ends where the trace begins: keep it strictly before time `take`.
     arrivals[: len(requests.arrival_s) - first] = [
-        min(t, shift - 1e-6) for t in arrivals[: len(requests.arrival_s) - first]
+        min(t, take - 1e-6) for t in arrivals[: len(requests.arrival_s) - first]
     ]
     return ServiceRequests(
         requests.service,
