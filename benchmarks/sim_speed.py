@@ -8,7 +8,7 @@
    a seeded mean of 0.05 to 0.35 req/s (about 12 million requests in all; arrivals generated in each 10-minute
    window, Poisson), replayed under the `hpa` policy at a 60 s tick, timed from the first event to the last.
 Both run on one core (the process pins itself to CPU 0 where it can), with the replay's hot path compiled by mypyc
-as `make` builds it (autoscaler/native.py; the first line says whether it is; FLEETSCALE_PURE_PYTHON=1 measures
+as `make` builds it (autoscaler/native.py; the second line says whether it is; FLEETSCALE_PURE_PYTHON=1 measures
 the plain Python sources, about 3x slower). Goals (issue 5): >= 200,000 requests/s and
 < 60 s for the 14-day replay; printed as PASS or MISS, the script never fails on them.
 
@@ -72,7 +72,6 @@ def _scenario(services: int, tick_s: float) -> Scenario:
 def requests_per_second(count: int) -> tuple[float, float]:
     catalog = load_catalog()
     book = load_profile_book(catalog)
-    config = compile_scenario(_scenario(1, 15.0), catalog, book)
     rng = random.Random(SEED)
     arrivals = poisson_arrivals(100.0, count, SEED)
     requests = {
