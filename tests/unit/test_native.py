@@ -21,7 +21,7 @@ from autoscaler.sim.policies import BaselineShape
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# A short replay (2,000 requests of the 8B on three H100s under HPA): its figures, printed as JSON.
+# A short replay (2,000 requests of the 8B on H100s that HPA scales): its figures, printed as JSON.
 REPLAY = """
 import json, random
 from autoscaler import native
@@ -66,10 +66,8 @@ def _replay(pure: bool) -> dict[str, object]:
 
 
 def _compiled_build_present() -> bool:
-    try:
-        return bool(json.loads(native.RECORD.read_text()).get("compiled"))
-    except (OSError, ValueError):
-        return False
+    record = native._record()
+    return bool(record and record.get("compiled"))
 
 
 @pytest.mark.skipif(not _compiled_build_present(), reason="no compiled build here (`make native` records why)")
