@@ -1,25 +1,33 @@
 """Latency of one replica under load, and its capacity at an SLO.
 
 This is the "under load" half of the performance model (`perf.py` gives the step times). The engine it describes
-is the one the simulator runs (`autoscaler/sim/replica.py`): requests arrive as a Poisson stream of rate
-lambda, wait in one FIFO queue, and get a prefill iteration of their own, which has priority over decode steps
-(vLLM's default scheduling without chunked prefill); between prefills the engine runs decode steps for all
-running sequences. Each request holds a slot (and its KV tokens) from prefill to its last token.
+is the one the simulator runs (`autoscaler/sim/replica.py`): requests arrive at rate lambda, wait in one FIFO
+queue, and get a prefill iteration of their own, which has priority over decode steps (vLLM's default scheduling
+without chunked prefill); between prefills the engine runs decode steps for all running sequences. Each request
+holds a slot (and its KV tokens) from prefill to its last token.
 
-For a token mix of I prompt and O output tokens, with prefill time s = p(I) and utilisation rho = lambda * s:
+Prompt and output lengths are either all at their means or exponential around them (`LengthSpread`; real
+traffic and the replay's rate series are the latter). With prefill times s (mean E[s] over the prompt lengths)
+and utilisation rho = lambda * E[s]:
 
-- TPOT: a decode step of b sequences takes t(b); prefills interleave, so a sequence's mean time per token is
-  tau = t(b) / (1 - rho) with b = lambda * (O - 1) * tau (Little's law), solved as a fixed point. Its quantile is
-  tau at the quantile of the arrival rate seen over the window of requests that share its steps.
-- TTFT: the prefill queue is an M/D/1 queue whose server takes "vacations" (decode steps) when idle, so its wait is
-  the M/D/1 wait plus the residual of a decode step (Fuhrmann-Cooper decomposition); TTFT = wait + s. The M/D/1
-  wait distribution comes from the Pollaczek-Khinchine series, solved on a grid; far in the tail the
-  Cramer-Lundberg exponential asymptote takes over.
-- Concurrency: a request holds a slot for H = s + (O - 1) * tau; with c slots a request may wait for one
+- TPOT: a decode step of b sequences takes t(b); prefills interleave, so the mean time per token is
+  tau = t(b) / (1 - rho) with b = lambda * (E[O] - 1) * tau (Little's law), solved as a fixed point. A request's
+  own time per token adds the prefills that interrupt its O - 1 steps, a branching count of arrivals whose
+  prompts vary; the share of requests over the bound is averaged over the output lengths (`_tpot_miss_share`).
+- TTFT: the prefill queue waits like an M/D/1 queue whose server takes "vacations" (decode steps) when idle: the
+  M/D/1 wait plus the residual of a decode step (Fuhrmann-Cooper decomposition), stretched by ca^2 + cs^2 for
+  arrivals and prefill times that vary (Kingman); TTFT = wait + E[s]. The M/D/1 wait distribution comes from the
+  Pollaczek-Khinchine series, solved on a grid; far in the tail the Cramer-Lundberg asymptote takes over.
+- Concurrency: a request holds a slot for H = E[s] + (E[O] - 1) * tau; with c slots a request may wait for one
   (Erlang C); that wait adds to the TTFT tail.
 
-capacity_at_slo is the highest lambda for which all three hold, by bisection (each condition grows with lambda).
-It agrees with the brute-force simulation of the same engine within 5 % (tests/unit/test_capacity_vs_sim.py).
+The SLO holds at lambda when the shares of requests missing on TPOT, on the prefill queue and on a slot add up to
+at most 1 - quantile: `quantile` is the share of requests within both bounds, which is what the replay's SLO
+attainment counts. capacity_at_slo is the highest such lambda, by bisection (each share grows with lambda). With
+n replicas behind one load-aware router each sees smoother arrivals than Poisson (`arrival_cv2_behind_router`),
+so each sustains more. tests/unit/test_capacity.py checks it against brute-force simulations of the same engine:
+within 5 % with equal lengths; with exponential lengths the share missing at capacity is within 1.35x of the
+allowed one, and a fleet at its pooled capacity holds the SLO behind the replay's router.
 """
 
 from __future__ import annotations
@@ -35,12 +43,22 @@ _GRID_POINTS_PER_SERVICE = 24
 _MAX_GRID_POINTS = 3000
 
 
+class LengthSpread(StrEnum):
+    """How prompt and output lengths vary around their means."""
+
+    # Exponential (rounded, at least 1 token): the spread of chat and completion traffic, and what the replay
+    # draws for rate series (autoscaler/sim/workload.py).
+    EXPONENTIAL = "exponential"
+    FIXED = "fixed"  # every request has the mean lengths (synthetic benchmarks)
+
+
 @dataclass(frozen=True, slots=True)
 class TokenMix:
-    """Mean prompt and output tokens per request."""
+    """Mean prompt and output tokens per request, and how the lengths spread around them."""
 
     mean_input_tokens: float
     mean_output_tokens: float
+    lengths: LengthSpread = LengthSpread.EXPONENTIAL
 
     @property
     def tokens_per_request(self) -> float:
@@ -48,7 +66,7 @@ class TokenMix:
 
     def bucketed(self) -> TokenMix:
         """The mix rounded to 2 significant digits, so that observed mixes share cached capacities."""
-        return TokenMix(_two_digits(self.mean_input_tokens), _two_digits(self.mean_output_tokens))
+        return TokenMix(_two_digits(self.mean_input_tokens), _two_digits(self.mean_output_tokens), self.lengths)
 
 
 def _two_digits(x: float) -> float:
@@ -99,95 +117,150 @@ class Capacity:
     reason: str = ""
 
 
-def _tpot_quantile(
-    profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, prefill_s: float, quantile: float
-) -> float:
-    """The quantile of one request's time per output token.
+# Output lengths up to this are weighted one by one (a short answer's TPOT is the most sensitive to its length);
+# longer ones by equal-probability points of the exponential tail, which is again exponential past the cut.
+_EXACT_OUTPUT_LENGTHS = 32
+_TAIL_POINTS = 24
+_PROMPT_POINTS = 48
 
-    Its O - 1 decode steps are interrupted by prefills (they have priority): those already queued when its own
-    prefill ends (the M/D/1 number in system, L = rho + rho^2 / (2 (1 - rho))) and those of arrivals during its
-    steps (Poisson, mean m = lambda * (O - 1) * t(b)). Every arrival also stretches the request: its prefill
-    takes s, and its decoding makes every later step c * (O - 1) longer in all. So one extra arrival brings, on
-    average, rho_total = lambda * (s + c * (O - 1)) more: a branching process whose total has variance
-    seeds * rho_total / (1 - rho_total)^3 (+ the seeds' own variance times the squared mean progeny). The mean
-    time per token is the fixed point tau; the spread comes from the gamma distribution with that variance.
+
+@functools.lru_cache(maxsize=4096)
+def _length_points(mean: float, lengths: LengthSpread) -> tuple[tuple[float, float], ...]:
+    """(length, probability) points of the token-length distribution with this mean."""
+    if lengths is LengthSpread.FIXED or mean <= 1.0:
+        return ((max(mean, 1.0), 1.0),)
+    points = []
+    for length in range(1, _EXACT_OUTPUT_LENGTHS + 1):
+        # round(max(1, X)) == length, X exponential with this mean
+        low = 0.0 if length == 1 else length - 0.5
+        points.append((float(length), math.exp(-low / mean) - math.exp(-(length + 0.5) / mean)))
+    cut = _EXACT_OUTPUT_LENGTHS + 0.5
+    tail = math.exp(-cut / mean)
+    points.extend(
+        (cut - mean * math.log(1.0 - (j + 0.5) / _TAIL_POINTS), tail / _TAIL_POINTS) for j in range(_TAIL_POINTS)
+    )
+    return tuple(points)
+
+
+@dataclass(frozen=True, slots=True)
+class _PrefillMoments:
+    """Mean and second moment of one prefill's duration over the prompt-length distribution."""
+
+    mean_s: float
+    second_moment_s2: float
+
+    @property
+    def variance_s2(self) -> float:
+        return max(self.second_moment_s2 - self.mean_s * self.mean_s, 0.0)
+
+    def rho(self, arrival_rps: float) -> float:
+        return arrival_rps * self.mean_s
+
+
+@functools.lru_cache(maxsize=4096)
+def _prefill_moments(profile: ReplicaProfile, mix: TokenMix) -> _PrefillMoments:
+    if mix.lengths is LengthSpread.FIXED:
+        s = profile.prefill_ms(mix.mean_input_tokens) / 1000.0
+        return _PrefillMoments(s, s * s)
+    times = [
+        profile.prefill_ms(max(1.0, -mix.mean_input_tokens * math.log(1.0 - (j + 0.5) / _PROMPT_POINTS))) / 1000.0
+        for j in range(_PROMPT_POINTS)
+    ]
+    return _PrefillMoments(sum(times) / len(times), sum(t * t for t in times) / len(times))
+
+
+def _tpot_miss_share(
+    profile: ReplicaProfile,
+    arrival_rps: float,
+    mix: TokenMix,
+    prefill: _PrefillMoments,
+    tpot_s: float,
+    arrival_cv2: float,
+) -> float:
+    """The share of requests whose time per output token exceeds `tpot_s` (1.0 where decode cannot keep up).
+
+    A request of O output tokens decodes in O - 1 steps, interrupted by prefills (they have priority): those
+    already queued when its own prefill ends (the M/G/1 number in system, L = rho + lambda^2 E[s^2] / (2 (1 - rho)))
+    and those of arrivals during its steps (Poisson, mean lambda * (O - 1) * t(b)). Every arrival also stretches
+    the request: its prefill takes s, and its decoding makes later steps c longer each. So one extra arrival
+    brings, on average, rho_total = lambda * (s + c * (O - 1)) more: a branching process, whose count N has mean
+    seeds / (1 - rho_total) and variance seeds * rho_total / (1 - rho_total)^3 + Var(seeds) / (1 - rho_total)^2.
+    The time they add, Y, is a sum of N costs of varying size (prompts vary), taken as gamma with that mean and
+    variance. The mean time per token over all requests is the fixed point tau (interruptions at the mean rate
+    included), so a request of O tokens misses when Y exceeds its mean by more than (target - tau) (O - 1), less
+    the queued prefills' time that tau leaves out.
+
+    The share is averaged over the output-length distribution (`LengthSpread`): a short answer spreads one
+    long prefill over a few tokens, which is where most misses come from; a request of one output token has no
+    time per output token and never misses on it.
     """
-    steps = mix.mean_output_tokens - 1
-    if steps <= 0:
-        return 0.0
-    rho = arrival_rps * prefill_s
-    tau = _decode_fixed_point(profile, arrival_rps, mix, rho)
+    tau = _decode_fixed_point(profile, arrival_rps, mix, prefill.rho(arrival_rps))
     if tau is None:
-        return math.inf
+        return 1.0
+    mean_steps = max(mix.mean_output_tokens - 1, 0.0)
+    rho = prefill.rho(arrival_rps)
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
-    batch = arrival_rps * steps * tau
+    batch = arrival_rps * mean_steps * tau
     step_s = profile.decode_step_ms(max(batch, 1.0), context) / 1000.0
     slope_s = (profile.decode_step_ms(batch + 1.0, context) - profile.decode_step_ms(batch, context)) / 1000.0
-    rho_total = rho + arrival_rps * slope_s * steps
+    rho_total = rho + arrival_rps * slope_s * mean_steps
     if rho_total >= 1.0:
-        return math.inf
-    queued = rho + rho * rho / (2.0 * (1.0 - rho))
-    during = arrival_rps * steps * step_s
-    seeds_mean = queued + during
-    seeds_var = queued * (1.0 + queued) + during
+        return 1.0
+    cv2 = prefill.variance_s2 / max(prefill.mean_s**2, 1e-18)
+    queued = rho + rho * rho * (arrival_cv2 + cv2) / (2.0 * (1.0 - rho))
     progeny_mean = 1.0 / (1.0 - rho_total)
-    progeny_var = rho_total / (1.0 - rho_total) ** 3
-    count_mean = seeds_mean * progeny_mean
-    count_var = seeds_mean * progeny_var + seeds_var * progeny_mean**2
-    # Each counted arrival costs this request, on average, its prefill plus its share of longer steps.
-    cost_s = (prefill_s * rho + slope_s * steps * (rho_total - rho)) / max(rho_total, 1e-12)
-    spread = (_gamma_quantile(count_mean, count_var, quantile) - count_mean) * cost_s / steps
-    mean = tau + queued * prefill_s / steps
-    return mean + spread
+    progeny_var = arrival_cv2 * rho_total / (1.0 - rho_total) ** 3
+    # Each counted arrival costs this request, on average, its prefill plus its share of longer steps; only the
+    # prefill part varies from one arrival to the next.
+    share_prefill = rho / max(rho_total, 1e-12)
+    cost_s = (prefill.mean_s * rho + slope_s * mean_steps * (rho_total - rho)) / max(rho_total, 1e-12)
+    cost_var = prefill.variance_s2 * share_prefill
+    miss = 0.0
+    for outputs, weight in _length_points(mix.mean_output_tokens, mix.lengths):
+        steps = outputs - 1.0
+        if steps < 0.5:
+            continue
+        during = arrival_rps * steps * step_s
+        seeds_mean = queued + during
+        seeds_var = queued * (1.0 + queued) + arrival_cv2 * during
+        count_mean = seeds_mean * progeny_mean
+        count_var = seeds_mean * progeny_var + seeds_var * progeny_mean**2
+        added_mean = count_mean * cost_s
+        added_var = count_var * cost_s * cost_s + count_mean * cost_var
+        slack_s = (tpot_s - tau) * steps - queued * prefill.mean_s
+        miss += weight * _gamma_tail(added_mean, added_var, added_mean + slack_s)
+    return miss
 
 
-def _gamma_quantile(mean: float, variance: float, quantile: float) -> float:
-    """Quantile of a gamma distribution with this mean and variance (Wilson-Hilferty approximation)."""
-    if mean <= 0 or variance <= 0:
-        return 0.0
+def _tpot_quantile(
+    profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, quantile: float, arrival_cv2: float
+) -> float:
+    """The time per output token that a share `quantile` of requests stays within (for reports)."""
+    prefill = _prefill_moments(profile, mix)
+    lo, hi = 0.0, profile.decode_step_ms(1.0, mix.mean_input_tokens) / 1000.0
+    while _tpot_miss_share(profile, arrival_rps, mix, prefill, hi, arrival_cv2) > 1.0 - quantile:
+        hi *= 2.0
+        if hi > 1e3:
+            return math.inf
+    for _ in range(40):
+        mid = (lo + hi) / 2.0
+        if _tpot_miss_share(profile, arrival_rps, mix, prefill, mid, arrival_cv2) > 1.0 - quantile:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _gamma_tail(mean: float, variance: float, x: float) -> float:
+    """P(X > x) for X gamma with this mean and variance (Wilson-Hilferty approximation)."""
+    if x <= 0.0:
+        return 1.0
+    if mean <= 0.0 or variance <= 0.0:
+        return 1.0 if x < mean else 0.0
     shape = mean * mean / variance
-    z = _normal_quantile(quantile)
-    cube = 1.0 - 1.0 / (9.0 * shape) + z / (3.0 * math.sqrt(shape))
-    return max(0.0, mean * cube**3)
-
-
-def _normal_quantile(q: float) -> float:
-    """Standard normal quantile (Acklam's rational approximation, relative error below 1.2e-9)."""
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {q}")
-    a = (
-        -39.69683028665376,
-        220.9460984245205,
-        -275.9285104469687,
-        138.3577518672690,
-        -30.66479806614716,
-        2.506628277459239,
-    )
-    b = (-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572)
-    c = (
-        -0.007784894002430293,
-        -0.3223964580411365,
-        -2.400758277161838,
-        -2.549732539343734,
-        4.374664141464968,
-        2.938163982698783,
-    )
-    d = (0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416)
-    low = 0.02425
-    if q < low:
-        r = math.sqrt(-2.0 * math.log(q))
-        return (((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) / (
-            (((d[0] * r + d[1]) * r + d[2]) * r + d[3]) * r + 1.0
-        )
-    if q > 1.0 - low:
-        return -_normal_quantile(1.0 - q)
-    r = q - 0.5
-    t = r * r
-    return (
-        (((((a[0] * t + a[1]) * t + a[2]) * t + a[3]) * t + a[4]) * t + a[5])
-        * r
-        / (((((b[0] * t + b[1]) * t + b[2]) * t + b[3]) * t + b[4]) * t + 1.0)
-    )
+    spread = 1.0 / (3.0 * math.sqrt(shape))
+    z = ((x / mean) ** (1.0 / 3.0) - (1.0 - spread * spread)) / spread
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 def _decode_fixed_point(profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, rho: float) -> float | None:
@@ -272,12 +345,14 @@ def _md1_tail_cdf(rho: float, service_s: float, x: float) -> float:
 
 
 def predict_latency(
-    profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, quantile: float = 0.95
+    profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, quantile: float = 0.95, replicas: int = 1
 ) -> LatencyEstimate:
-    """Predicted p-quantile TTFT and TPOT of one replica at `arrival_rps` (Poisson arrivals)."""
-    prefill_s = profile.prefill_ms(mix.mean_input_tokens) / 1000.0
+    """Predicted p-quantile TTFT and TPOT of one of `replicas` replicas at `arrival_rps` each (`arrival_cv2`)."""
+    arrival_cv2 = arrival_cv2_behind_router(replicas)
+    prefill = _prefill_moments(profile, mix)
+    prefill_s = prefill.mean_s
     slots = profile.max_concurrency(mix.tokens_per_request)
-    rho = arrival_rps * prefill_s
+    rho = prefill.rho(arrival_rps)
     tau = _decode_fixed_point(profile, arrival_rps, mix, rho) if rho < 1 else None
     if tau is None or slots == 0:
         return LatencyEstimate(arrival_rps, False, math.inf, math.inf, math.inf, rho, math.inf, slots)
@@ -285,10 +360,21 @@ def predict_latency(
     batch = arrival_rps * steps * tau
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
     step_s = profile.decode_step_ms(batch, context) / 1000.0 if batch > 0 else 0.0
-    tpot = _tpot_quantile(profile, arrival_rps, mix, prefill_s, quantile)
+    tpot = _tpot_quantile(profile, arrival_rps, mix, quantile, arrival_cv2)
     slots_needed = arrival_rps * (prefill_s + steps * tau)
-    ttft = prefill_s + _quantile_of_wait(rho, prefill_s, step_s, quantile)  # the slot wait is left out here
+    # the slot wait is left out here
+    ttft = prefill_s + _wait_spread(prefill, arrival_cv2) * _quantile_of_wait(rho, prefill_s, step_s, quantile)
     return LatencyEstimate(arrival_rps, True, ttft, tpot, batch, rho, slots_needed, slots)
+
+
+def _wait_spread(prefill: _PrefillMoments, arrival_cv2: float) -> float:
+    """How much longer the prefill queue's waits are than the M/D/1 queue's (Poisson arrivals, equal prompts).
+
+    The GI/G/1 mean wait is about the M/D/1 one times ca^2 + cs^2 (Kingman; ca and cs the coefficients of
+    variation of interarrival and prefill times; exact for M/G/1 by Pollaczek-Khinchine). The whole wait
+    distribution is stretched by that factor, a common approximation that keeps the M/D/1 solver.
+    """
+    return arrival_cv2 + prefill.variance_s2 / max(prefill.mean_s * prefill.mean_s, 1e-18)
 
 
 def _quantile_of_wait(rho: float, service_s: float, residual_s: float, quantile: float) -> float:
@@ -307,10 +393,15 @@ def _quantile_of_wait(rho: float, service_s: float, residual_s: float, quantile:
     return hi
 
 
-def _violation(profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, slo: LatencySlo) -> Binding | None:
-    """The first SLO condition violated at `arrival_rps`, or None if all hold."""
-    prefill_s = profile.prefill_ms(mix.mean_input_tokens) / 1000.0
-    rho = arrival_rps * prefill_s
+def _violation(
+    profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, slo: LatencySlo, arrival_cv2: float
+) -> Binding | None:
+    """The SLO condition that binds at `arrival_rps`, or None if a share `slo.quantile` of requests meets both
+    bounds (the shares that miss on TPOT, on the prefill queue and on a slot are added: a request may miss on
+    more than one, so the sum errs on the safe side)."""
+    prefill = _prefill_moments(profile, mix)
+    prefill_s = prefill.mean_s
+    rho = prefill.rho(arrival_rps)
     if rho >= 1:
         return Binding.PREFILL
     tau = _decode_fixed_point(profile, arrival_rps, mix, rho)
@@ -324,13 +415,15 @@ def _violation(profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, slo: 
     batch = arrival_rps * steps * tau
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
     step_s = profile.decode_step_ms(batch, context) / 1000.0 if batch > 0 else 0.0
-    if _tpot_quantile(profile, arrival_rps, mix, prefill_s, slo.quantile) > slo.tpot_s:
+    allowed = 1.0 - slo.quantile
+    tpot_tail = _tpot_miss_share(profile, arrival_rps, mix, prefill, slo.tpot_s, arrival_cv2)
+    if tpot_tail > allowed:
         return Binding.TPOT
     slack = slo.ttft_s - prefill_s
-    prefill_tail = 1.0 - _md1_wait_plus_residual_cdf(rho, prefill_s, step_s, slack)
+    prefill_tail = 1.0 - _md1_wait_plus_residual_cdf(rho, prefill_s, step_s, slack / _wait_spread(prefill, arrival_cv2))
     slot_tail = _slot_wait_tail(arrival_rps, holding_s, slots, slack)
-    if prefill_tail + slot_tail > 1.0 - slo.quantile:
-        return Binding.CONCURRENCY if slot_tail > prefill_tail else Binding.TTFT
+    if tpot_tail + prefill_tail + slot_tail > allowed:
+        return max((tpot_tail, Binding.TPOT), (prefill_tail, Binding.TTFT), (slot_tail, Binding.CONCURRENCY))[1]
     return None
 
 
@@ -353,30 +446,45 @@ def _slot_wait_tail(arrival_rps: float, holding_s: float, slots: int, t: float) 
     return erlang_c * math.exp(-(slots - offered) * max(t, 0.0) / holding_s)
 
 
-def capacity_at_slo(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix) -> Capacity:
-    """The highest arrival rate (req/s) one replica sustains with p95 TTFT and TPOT within the SLO.
+def arrival_cv2_behind_router(replicas: int) -> float:
+    """Squared coefficient of variation of the arrivals one of `replicas` replicas sees behind the router.
+
+    Service traffic is taken as Poisson (CV 1). A router that sends each request to the replica with the fewest
+    in flight (the simulator's, Ray Serve's power of two choices, LLM gateways) spreads it at least as evenly as
+    round robin, under which each replica sees every n-th arrival: an Erlang-n renewal stream, CV^2 = 1/n. Taking
+    round robin errs on the safe side of a load-aware router; it is optimistic behind a router that picks at
+    random (a plain Kubernetes Service through kube-proxy), which passes the Poisson stream on (CV^2 = 1).
+    """
+    return 1.0 / max(replicas, 1)
+
+
+def capacity_at_slo(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, replicas: int = 1) -> Capacity:
+    """The highest arrival rate (req/s) each of `replicas` replicas sustains with a share `slo.quantile` of
+    requests within both latency bounds (more replicas behind one router smooth each one's arrivals, see
+    `arrival_cv2_behind_router`).
 
     Returns rps = 0 with the binding condition and a reason when even a lone request misses the SLO (a prompt
     whose prefill alone is longer than the TTFT bound, a decode step longer than the TPOT bound, or no slot).
     """
-    return _capacity_cached(profile, slo, mix)
+    return _capacity_cached(profile, slo, mix, max(replicas, 1))
 
 
 @functools.lru_cache(maxsize=65536)
-def _capacity_cached(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix) -> Capacity:
-    prefill_s = profile.prefill_ms(mix.mean_input_tokens) / 1000.0
+def _capacity_cached(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, replicas: int) -> Capacity:
+    arrival_cv2 = arrival_cv2_behind_router(replicas)
+    prefill_s = _prefill_moments(profile, mix).mean_s
     if profile.max_concurrency(mix.tokens_per_request) < 1:
         return Capacity(
             0.0,
             Binding.CONCURRENCY,
-            predict_latency(profile, 0.0, mix, slo.quantile),
+            predict_latency(profile, 0.0, mix, slo.quantile, replicas),
             f"KV cache holds {profile.kv_capacity_tokens.value:,.0f} tokens, "
             f"less than one request of {mix.tokens_per_request:,.0f}",
         )
     tiny = 1e-6 / max(prefill_s, 1e-6)
-    first = _violation(profile, tiny, mix, slo)
+    first = _violation(profile, tiny, mix, slo, arrival_cv2)
     if first is not None:
-        lone = predict_latency(profile, tiny, mix, slo.quantile)
+        lone = predict_latency(profile, tiny, mix, slo.quantile, replicas)
         why = {
             Binding.TTFT: f"prefill of {mix.mean_input_tokens:,.0f} tokens takes {prefill_s:.3f} s "
             f"(ttft_p95_s is {slo.ttft_s:g})",
@@ -387,7 +495,7 @@ def _capacity_cached(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix) ->
     binding = Binding.PREFILL
     for _ in range(60):
         mid = (lo + hi) / 2.0
-        violated = _violation(profile, mid, mix, slo)
+        violated = _violation(profile, mid, mix, slo, arrival_cv2)
         if violated is None:
             lo = mid
         else:
@@ -395,4 +503,4 @@ def _capacity_cached(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix) ->
             binding = violated
         if hi - lo <= 1e-4 * hi:
             break
-    return Capacity(lo, binding, predict_latency(profile, lo, mix, slo.quantile))
+    return Capacity(lo, binding, predict_latency(profile, lo, mix, slo.quantile, replicas))

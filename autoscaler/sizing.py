@@ -1,15 +1,16 @@
 """Stage 2, sizing: demand x performance -> replicas per candidate shape, and the cheapest shape that meets the SLO.
 
-For demand lambda (req/s, already the quantile the service's tier is sized for) and a candidate shape whose one
-replica sustains C req/s at the SLO (`capacity_at_slo`), the shape needs n = ceil(lambda / C) replicas (requests
-are spread evenly, as a Kubernetes Service or the Ray Serve router does), bounded by min_replicas and
-max_replicas. Its cost is n x the price of one replica. The cheapest shape whose n fits max_replicas wins; a
-service stays on its current shape unless the cheaper one saves at least `shape_switch_min_savings_ratio`
-(moving costs a cold start). Mixing shapes within a service would need capacity-weighted routing, which neither
-Kubernetes Services nor Ray Serve do, so a service is sized on one shape at a time.
+For demand lambda (req/s, already the quantile the service's tier is sized for) and a candidate shape whose
+replicas each sustain C(n) req/s at the SLO when there are n of them behind one router (`capacity_at_slo`; more
+replicas smooth each one's arrivals, so C grows with n), the shape needs the fewest n with n x C(n) >= lambda,
+bounded by min_replicas and max_replicas. Its cost is n x the price of one replica. The cheapest shape whose n
+fits max_replicas wins; a service stays on its current shape unless the cheaper one saves at least
+`shape_switch_min_savings_ratio` (moving costs a cold start). Mixing shapes within a service would need
+capacity-weighted routing, which neither Kubernetes Services nor Ray Serve do, so a service is sized on one shape
+at a time.
 
-Worked example: 130 req/s, H100-80GB replicas sustaining 14.8 req/s at the SLO -> ceil(8.78) = 9 replicas,
-9 x $6.88 = $61.92/h.
+Worked example: 130 req/s, H100-80GB replicas sustaining 14.8 req/s each at the SLO when there are 9 (and
+less than 130 / 8 = 16.25 req/s each when there are 8) -> 9 replicas, 9 x $6.88 = $61.92/h.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from autoscaler.capacity import Capacity, LatencySlo, TokenMix, capacity_at_slo
 from autoscaler.compiled import Candidate, ServicePlan
 from autoscaler.model import Alternative, Reason
+from autoscaler.perf import ReplicaProfile
 from autoscaler.shapes import Shape
 
 
@@ -64,16 +66,32 @@ def _replicas_for(demand_rps: float, capacity_rps: float) -> int:
     return math.ceil(demand_rps / capacity_rps - 1e-9)
 
 
+def _pooled_replicas(
+    profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, demand_rps: float, single_rps: float
+) -> int:
+    """The fewest replicas n with n x C(n) >= demand. ceil(demand / C(1)) is always enough (C grows with n), so the
+    search walks down from there; it rarely takes more than a few steps."""
+    replicas = _replicas_for(demand_rps, single_rps)
+    while replicas > 1:
+        fewer = replicas - 1
+        if _replicas_for(demand_rps, capacity_at_slo(profile, slo, mix, fewer).rps) > fewer:
+            break
+        replicas = fewer
+    return replicas
+
+
 def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: TokenMix) -> Option:
     """How many replicas of `candidate` the demand needs, and whether that is feasible."""
     service = plan.service
     if candidate.profile is None:
         return Option(candidate, None, 0, math.inf, False, candidate.rejected)
     slo = LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s, service.slo.quantile)
-    capacity = capacity_at_slo(candidate.profile, slo, mix)
-    if capacity.rps <= 0:
-        return Option(candidate, capacity, 0, math.inf, False, f"cannot meet the SLO at any load: {capacity.reason}")
-    replicas = max(service.min_replicas, _replicas_for(demand_rps, capacity.rps))
+    single = capacity_at_slo(candidate.profile, slo, mix)
+    if single.rps <= 0:
+        return Option(candidate, single, 0, math.inf, False, f"cannot meet the SLO at any load: {single.reason}")
+    needed = _pooled_replicas(candidate.profile, slo, mix, demand_rps, single.rps)
+    replicas = max(service.min_replicas, needed)
+    capacity = capacity_at_slo(candidate.profile, slo, mix, replicas)
     if replicas > service.max_replicas:
         return Option(
             candidate,
@@ -121,7 +139,11 @@ def size_service(
                 )
     assert chosen.capacity is not None
     rejected = _cheapest_other(options, chosen)
-    if chosen.replicas == service.min_replicas and _replicas_for(demand_rps, chosen.capacity.rps) < chosen.replicas:
+    if (
+        chosen.replicas == service.min_replicas
+        and chosen.replicas > 0
+        and demand_rps < chosen.capacity.rps * (chosen.replicas - 1)
+    ):
         reason, binding = Reason.AT_MIN_REPLICAS, "min_replicas"
     else:
         reason, binding = Reason.STEADY, str(chosen.capacity.binding)

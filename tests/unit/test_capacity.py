@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from autoscaler.capacity import Binding, LatencySlo, TokenMix, capacity_at_slo, predict_latency
+from autoscaler.capacity import (
+    Binding,
+    LatencySlo,
+    LengthSpread,
+    TokenMix,
+    arrival_cv2_behind_router,
+    capacity_at_slo,
+    predict_latency,
+)
+from autoscaler.catalog import load_catalog
+from autoscaler.compiled import compile_scenario
+from autoscaler.config import load_scenario
 from autoscaler.perf import Precision, ProfileBook, ReplicaProfile
 from autoscaler.shapes import parse_shape
-from autoscaler.sim.replica import ReplicaRun, simulate_replica
+from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, Targets
+from autoscaler.sim.replica import simulate_replica
+from autoscaler.sim.summary import summarize
+
+FIXED = LengthSpread.FIXED
 
 
 @dataclass(frozen=True)
@@ -22,19 +38,42 @@ class Case:
     slo: LatencySlo
 
 
-# Chosen to make each condition bind somewhere: TPOT with long and short outputs, TTFT, slots (concurrency), a MoE,
-# MIG slices and a multi-GPU gang.
+# Equal lengths, chosen to make each condition bind somewhere: TPOT with long and short outputs, TTFT, slots
+# (concurrency), a MoE, MIG slices and a multi-GPU gang.
 CASES = [
-    Case("8b-h100-chat", "Llama-3.1-8B", "H100-80GB", TokenMix(1000, 200), LatencySlo(1.0, 0.05)),
-    Case("8b-h100-3g-chat", "Llama-3.1-8B", "H100-80GB/3g.40gb", TokenMix(1000, 200), LatencySlo(1.0, 0.05)),
-    Case("70b-tp4-prefill-heavy", "Llama-3.1-70B", "4xH100-80GB", TokenMix(2048, 28), LatencySlo(2.0, 0.1)),
-    Case("8b-l4-slots", "Llama-3.1-8B", "L4", TokenMix(500, 200), LatencySlo(2.0, 0.1)),
-    Case("8b-h100-code-tpot", "Llama-3.1-8B", "H100-80GB", TokenMix(2048, 28), LatencySlo(0.5, 0.05)),
-    Case("8b-h100-code-ttft", "Llama-3.1-8B", "H100-80GB", TokenMix(2048, 28), LatencySlo(0.3, 0.2)),
-    Case("8b-h100-decode-heavy", "Llama-3.1-8B", "H100-80GB", TokenMix(200, 400), LatencySlo(0.5, 0.03)),
-    Case("mixtral-tp2", "Mixtral-8x7B", "2xH100-80GB", TokenMix(1000, 300), LatencySlo(1.0, 0.06)),
-    Case("3b-1g-slots", "Llama-3.2-3B", "H100-80GB/1g.10gb", TokenMix(500, 100), LatencySlo(1.0, 0.08)),
+    Case("8b-h100-chat", "Llama-3.1-8B", "H100-80GB", TokenMix(1000, 200, FIXED), LatencySlo(1.0, 0.05)),
+    Case("8b-h100-3g-chat", "Llama-3.1-8B", "H100-80GB/3g.40gb", TokenMix(1000, 200, FIXED), LatencySlo(1.0, 0.05)),
+    Case("70b-tp4-prefill-heavy", "Llama-3.1-70B", "4xH100-80GB", TokenMix(2048, 28, FIXED), LatencySlo(2.0, 0.1)),
+    Case("8b-l4-slots", "Llama-3.1-8B", "L4", TokenMix(500, 200, FIXED), LatencySlo(2.0, 0.1)),
+    Case("8b-h100-code-tpot", "Llama-3.1-8B", "H100-80GB", TokenMix(2048, 28, FIXED), LatencySlo(0.5, 0.05)),
+    Case("8b-h100-code-ttft", "Llama-3.1-8B", "H100-80GB", TokenMix(2048, 28, FIXED), LatencySlo(0.3, 0.2)),
+    Case("8b-h100-decode-heavy", "Llama-3.1-8B", "H100-80GB", TokenMix(200, 400, FIXED), LatencySlo(0.5, 0.03)),
+    Case("mixtral-tp2", "Mixtral-8x7B", "2xH100-80GB", TokenMix(1000, 300, FIXED), LatencySlo(1.0, 0.06)),
+    Case("3b-1g-slots", "Llama-3.2-3B", "H100-80GB/1g.10gb", TokenMix(500, 100, FIXED), LatencySlo(1.0, 0.08)),
 ]
+
+# Exponential lengths (what the replay draws for rate series), sized for 99 % or 95 % of requests within both
+# bounds. Left out, with the reason: where a prompt several times the mean alone takes most of the TTFT bound
+# (the model takes every prompt's own prefill at the mean), and where KV room binds (slots are counted at the
+# mean request, while the engine reserves each request's own length).
+SPREAD_CASES = [
+    Case("70b-tp4-chat", "Llama-3.1-70B", "4xH100-80GB", TokenMix(1000, 250), LatencySlo(2.0, 0.1, 0.99)),
+    Case("8b-h100-chat", "Llama-3.1-8B", "H100-80GB", TokenMix(1000, 200), LatencySlo(1.0, 0.05, 0.99)),
+    Case("8b-h100-code-tpot", "Llama-3.1-8B", "H100-80GB", TokenMix(2048, 28), LatencySlo(1.0, 0.05)),
+    Case("8b-h100-decode-heavy", "Llama-3.1-8B", "H100-80GB", TokenMix(200, 400), LatencySlo(0.5, 0.03, 0.99)),
+    Case("mixtral-tp2", "Mixtral-8x7B", "2xH100-80GB", TokenMix(1000, 300), LatencySlo(1.0, 0.06, 0.99)),
+]
+
+
+def _met_share(
+    profile: ReplicaProfile, case: Case, arrivals: list[float], inputs: list[int], outputs: list[int]
+) -> float:
+    """The share of requests (after a tenth for warm-up) within both bounds on one simulated replica."""
+    run = simulate_replica(profile, arrivals, inputs, outputs)
+    warmup = len(arrivals) // 10
+    pairs = list(zip(run.ttft_s, run.tpot_s, strict=True))[warmup:]
+    met = sum(1 for ttft, tpot in pairs if ttft <= case.slo.ttft_s and not tpot > case.slo.tpot_s)
+    return met / len(pairs)
 
 
 def _simulated_capacity(profile: ReplicaProfile, case: Case, requests: int = 20000, seed: int = 1) -> float:
@@ -47,12 +86,9 @@ def _simulated_capacity(profile: ReplicaProfile, case: Case, requests: int = 200
         unit.append(t)
     inputs = [int(case.mix.mean_input_tokens)] * requests
     outputs = [int(case.mix.mean_output_tokens)] * requests
-    warmup = requests // 10
 
     def meets_slo(rate: float) -> bool:
-        run = simulate_replica(profile, [u / rate for u in unit], inputs, outputs)
-        steady = ReplicaRun(run.ttft_s[warmup:], run.tpot_s[warmup:], run.busy_s, run.end_s)
-        return steady.ttft_quantile(0.95) <= case.slo.ttft_s and steady.tpot_quantile(0.95) <= case.slo.tpot_s
+        return _met_share(profile, case, [u / rate for u in unit], inputs, outputs) >= case.slo.quantile
 
     low, high = 0.0, 1000.0 / profile.prefill_ms(case.mix.mean_input_tokens)
     for _ in range(14):
@@ -71,6 +107,73 @@ def test_capacity_at_slo_agrees_with_brute_force_simulation_within_5_percent(cas
     analytic = capacity_at_slo(profile, case.slo, case.mix).rps
     simulated = _simulated_capacity(profile, case)
     assert analytic == pytest.approx(simulated, rel=0.05), f"analytic {analytic:.3f} vs simulated {simulated:.3f}"
+
+
+def _spread_requests(rate: float, mix: TokenMix, count: int, seed: int) -> tuple[list[float], list[int], list[int]]:
+    rng = random.Random(seed)
+    arrivals, inputs, outputs = [], [], []
+    t = 0.0
+    for _ in range(count):
+        t += rng.expovariate(rate)
+        arrivals.append(t)
+        inputs.append(max(1, round(rng.expovariate(1 / mix.mean_input_tokens))))
+        outputs.append(max(1, round(rng.expovariate(1 / mix.mean_output_tokens))))
+    return arrivals, inputs, outputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", SPREAD_CASES, ids=[c.name for c in SPREAD_CASES])
+def test_with_spread_lengths_a_replica_at_capacity_meets_the_slo_and_at_1_2x_does_not(
+    case: Case, book: ProfileBook
+) -> None:
+    """The acceptance check of the replay, on lengths that vary as real ones do. At capacity the share of
+    requests that miss stays within 1.35x of the allowed share (1 - quantile: the model errs by up to a third
+    where short answers meet long prompts); at 1.2x capacity more than the allowed share miss."""
+    profile = book.profile(case.model, parse_shape(case.shape), Precision.BF16)
+    capacity = capacity_at_slo(profile, case.slo, case.mix).rps
+    allowed = 1 - case.slo.quantile
+    at_capacity = _met_share(profile, case, *_spread_requests(capacity, case.mix, 40000, seed=3))
+    assert 1 - at_capacity <= 1.35 * allowed, f"{1 - at_capacity:.2%} miss at capacity {capacity:.3f} req/s"
+    beyond = _met_share(profile, case, *_spread_requests(1.2 * capacity, case.mix, 40000, seed=3))
+    assert 1 - beyond > allowed, f"only {1 - beyond:.2%} miss at 1.2x capacity"
+
+
+def test_more_replicas_behind_one_router_smooth_arrivals_and_raise_each_ones_capacity(book: ProfileBook) -> None:
+    profile = book.profile("Llama-3.1-70B", parse_shape("4xH100-80GB"), Precision.BF16)
+    slo, mix = LatencySlo(2.0, 0.1, 0.99), TokenMix(1000, 250)
+    assert [arrival_cv2_behind_router(n) for n in (0, 1, 2, 4)] == [1.0, 1.0, 0.5, 0.25]
+    capacities = [capacity_at_slo(profile, slo, mix, n).rps for n in (1, 2, 4, 8)]
+    assert capacities == sorted(capacities)
+    assert capacities[-1] < 1.25 * capacities[0]
+
+
+@pytest.mark.slow
+def test_a_fleet_at_its_pooled_capacity_meets_the_slo_behind_the_simulated_router(book: ProfileBook) -> None:
+    """Four replicas behind the replay's gateway (fewest requests in flight), loaded at 4 x C(4) with exponential
+    lengths: the pooled capacity holds the SLO (round robin errs on the safe side of that router)."""
+    catalog = load_catalog()
+    scenario = load_scenario(Path(__file__).resolve().parents[2] / "configs/examples/llm-70b-daily.yaml", catalog, book)
+    config = compile_scenario(scenario, catalog, book)
+    plan = config.plans["big"]
+    service = plan.service
+    candidate = plan.candidates[0]
+    assert candidate.profile is not None
+    slo = LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s, service.slo.quantile)
+    mix = TokenMix(service.mean_input_tokens, service.mean_output_tokens)
+    rate = 4 * capacity_at_slo(candidate.profile, slo, mix, 4).rps
+    arrivals, inputs, outputs = _spread_requests(rate, mix, 120000, seed=5)
+    # The replicas start cold at 0: the first 10 minutes are not scored.
+    warmup = sum(1 for t in arrivals if t < 600)
+    requests = ServiceRequests("big", arrivals, inputs, outputs, warmup)
+
+    class FourReplicas:
+        name = "four"
+
+        def targets(self, view: FleetView) -> Targets:
+            return {"big": {candidate.shape: 4}}
+
+    summary = summarize(FleetSim(config, {"big": requests}).run(FourReplicas()), config)
+    assert summary.slo_attainment >= service.slo.quantile
 
 
 def test_latency_grows_with_load(book: ProfileBook) -> None:

@@ -44,9 +44,10 @@ def _obs(rates: dict[str, float | None], replicas: dict[str, dict[Shape, int]] |
     return Observation(NOW, services, month_to_date_spend_usd=kw.get("spend"))
 
 
-def _chat_capacity(book: ProfileBook) -> float:
+def _chat_capacity(book: ProfileBook, replicas: int = 1) -> float:
+    """Each replica's capacity when there are `replicas` of them behind the router."""
     profile = book.profile("Llama-3.1-8B", H100, Precision.BF16)
-    return capacity_at_slo(profile, LatencySlo(0.5, 0.05), TokenMix(1000, 200)).rps
+    return capacity_at_slo(profile, LatencySlo(0.5, 0.05), TokenMix(1000, 200), replicas).rps
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +69,10 @@ def test_every_target_carries_its_stage_trace_in_order(chat: CompiledScenario) -
     assert all(t.message for t in trace)
 
 
-def test_replicas_are_demand_over_capacity_rounded_up(chat: CompiledScenario, book: ProfileBook) -> None:
-    capacity = _chat_capacity(book)  # ~9-10 req/s for 1000/200 tokens at 0.5 s TTFT / 50 ms TPOT on one H100
-    demand = 4.5 * capacity  # needs ceil(4.5) = 5 replicas
+def test_replicas_are_the_fewest_whose_capacity_covers_the_demand(chat: CompiledScenario, book: ProfileBook) -> None:
+    capacity = _chat_capacity(book, 5)  # ~13 req/s each for 1000/200 tokens at 0.5 s TTFT / 50 ms TPOT on 5 H100
+    assert 4 * _chat_capacity(book, 4) < 4.5 * capacity < 5 * capacity
+    demand = 4.5 * capacity  # 4 replicas fall short: 5
     decision, _ = decide(_obs({"chat": demand}, {"chat": {H100: 5}}), {}, chat, PolicyState(), NOW)
     result = decision.service("chat")
     assert result.target == {H100: 5}
@@ -279,7 +281,7 @@ def test_a_gang_that_no_node_can_hold_is_not_promised(catalog: Catalog, book: Pr
     tp4 = parse_shape("4xH100-80GB")
     nodes = tuple(NodeState(f"n{i}", "h100", "H100-80GB", 8) for i in range(2))
     placed = tuple(PlacedReplica("chat", H100, f"n{i}", (g,)) for i in range(2) for g in range(5))
-    capacity = _chat_capacity(book)
+    capacity = _chat_capacity(book, 10)
     obs = replace(_obs({"chat": 9.5 * capacity, "big": 1.0}, {"chat": {H100: 10}}), nodes=nodes, placed=placed)
     decision, _ = decide(obs, {}, compiled, PolicyState(), NOW)
     assert decision.service("chat").target == {H100: 10}
@@ -297,7 +299,7 @@ def test_a_gang_that_no_node_can_hold_is_not_promised(catalog: Catalog, book: Pr
 
 
 def test_nodes_a_pool_must_add_are_a_hint(chat: CompiledScenario, book: ProfileBook) -> None:
-    capacity = _chat_capacity(book)
+    capacity = _chat_capacity(book, 12)
     nodes = (NodeState("n0", "h100", "H100-80GB", 8),)
     placed = tuple(PlacedReplica("chat", H100, "n0", (g,)) for g in range(8))
     obs = replace(_obs({"chat": 11.5 * capacity}, {"chat": {H100: 8}}), nodes=nodes, placed=placed)

@@ -181,12 +181,12 @@ def test_tuning_keeps_the_cheapest_reaching_setting_and_narrows_the_grid_step(
         summary = summarize(FleetSim(code, code_requests).run(make(value)), code)
         return summary.slo_attainment, summary.cost_usd
 
-    target = 0.95  # within reach of HPA on these 20 minutes (0.99 is not, from a cold start)
+    target = 0.85  # reached in the middle of HPA's grid on these 20 minutes, from a cold start
     values = knob_values("hpa")  # the highest target (the cheapest) first
     tuned = tune("hpa", "target_scale", make, values, code, code_requests, target)
     assert tuned.reached and tuned.summary.slo_attainment >= target
-    # The walk (0.125 is the first to reach here) stops at the next grid value, which costs more, then bisects
-    # twice: 12 + 2 replays, not the whole grid and the bisections.
+    # The walk (0.177 is the first to reach here) stops at the next grid value, which costs more, then bisects
+    # twice: 11 + 2 replays, not the whole grid and the bisections.
     assert tuned.tried <= len(values) + 1
     # The grid value just above the answer (a higher target: cheaper) falls short or costs more.
     above = min(v for v in values if v > tuned.value * (1 + 1e-9))
