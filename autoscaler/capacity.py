@@ -16,10 +16,12 @@ and utilisation rho = lambda * E[s]:
   prompts vary; the share of requests over the bound is averaged over the output lengths (`_tpot_miss_share`).
 - TTFT: the prefill queue waits like an M/D/1 queue whose server takes "vacations" (decode steps) when idle: the
   M/D/1 wait plus the residual of a decode step (Fuhrmann-Cooper decomposition), stretched by ca^2 + cs^2 for
-  arrivals and prefill times that vary (Kingman); TTFT = wait + E[s]. The M/D/1 wait distribution comes from the
-  Pollaczek-Khinchine series, solved on a grid; far in the tail the Cramer-Lundberg asymptote takes over.
+  arrivals and prefill times that vary (Kingman); TTFT = wait + the request's own prefill, averaged over the
+  prompt lengths. The M/D/1 wait distribution comes from the Pollaczek-Khinchine series, solved on a grid; far in
+  the tail the Cramer-Lundberg asymptote takes over.
 - Concurrency: a request holds a slot for H = E[s] + (E[O] - 1) * tau; with c slots a request may wait for one
-  (Erlang C); that wait adds to the TTFT tail.
+  (Erlang C), and for KV room, which it reserves for its prompt and output (Hayward's equivalent servers,
+  `_KvRoom`); that wait adds to the TTFT tail.
 
 The SLO holds at lambda when the shares of requests missing on TPOT, on the prefill queue and on a slot add up to
 at most 1 - quantile: `quantile` is the share of requests within both bounds, which is what the replay's SLO
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -143,11 +146,16 @@ def _length_points(mean: float, lengths: LengthSpread) -> tuple[tuple[float, flo
 
 
 @dataclass(frozen=True, slots=True)
-class _PrefillMoments:
-    """Mean and second moment of one prefill's duration over the prompt-length distribution."""
+class _Lengths:
+    """What the length distribution means for one profile: prefill times over the prompts (equal-weight points),
+    and the moments the KV room needs (`_kv_wait_tail`)."""
 
+    prefill_times_s: tuple[float, ...]
     mean_s: float
     second_moment_s2: float
+    # E[I], E[I^2], E[I s], E[I^2 s] over prompts; E[O], E[O^2], E[O - 1], E[O (O - 1)], E[O^2 (O - 1)] over outputs
+    prompt: tuple[float, float, float, float]
+    output: tuple[float, float, float, float, float]
 
     @property
     def variance_s2(self) -> float:
@@ -158,22 +166,38 @@ class _PrefillMoments:
 
 
 @functools.lru_cache(maxsize=4096)
-def _prefill_moments(profile: ReplicaProfile, mix: TokenMix) -> _PrefillMoments:
+def _lengths(profile: ReplicaProfile, mix: TokenMix) -> _Lengths:
     if mix.lengths is LengthSpread.FIXED:
-        s = profile.prefill_ms(mix.mean_input_tokens) / 1000.0
-        return _PrefillMoments(s, s * s)
-    times = [
-        profile.prefill_ms(max(1.0, -mix.mean_input_tokens * math.log(1.0 - (j + 0.5) / _PROMPT_POINTS))) / 1000.0
-        for j in range(_PROMPT_POINTS)
-    ]
-    return _PrefillMoments(sum(times) / len(times), sum(t * t for t in times) / len(times))
+        prompts = [mix.mean_input_tokens]
+    else:
+        prompts = [
+            max(1.0, -mix.mean_input_tokens * math.log(1.0 - (j + 0.5) / _PROMPT_POINTS)) for j in range(_PROMPT_POINTS)
+        ]
+    times = [profile.prefill_ms(i) / 1000.0 for i in prompts]
+    count = len(prompts)
+    prompt = (
+        sum(prompts) / count,
+        sum(i * i for i in prompts) / count,
+        sum(i * t for i, t in zip(prompts, times, strict=True)) / count,
+        sum(i * i * t for i, t in zip(prompts, times, strict=True)) / count,
+    )
+    points = _length_points(mix.mean_output_tokens, mix.lengths)
+    output = (
+        sum(w * o for o, w in points),
+        sum(w * o * o for o, w in points),
+        sum(w * (o - 1.0) for o, w in points),
+        sum(w * o * (o - 1.0) for o, w in points),
+        sum(w * o * o * (o - 1.0) for o, w in points),
+    )
+    mean_s = sum(times) / count
+    return _Lengths(tuple(times), mean_s, sum(t * t for t in times) / count, prompt, output)
 
 
 def _tpot_miss_share(
     profile: ReplicaProfile,
     arrival_rps: float,
     mix: TokenMix,
-    prefill: _PrefillMoments,
+    prefill: _Lengths,
     tpot_s: float,
     arrival_cv2: float,
 ) -> float:
@@ -236,7 +260,7 @@ def _tpot_quantile(
     profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, quantile: float, arrival_cv2: float
 ) -> float:
     """The time per output token that a share `quantile` of requests stays within (for reports)."""
-    prefill = _prefill_moments(profile, mix)
+    prefill = _lengths(profile, mix)
     lo, hi = 0.0, profile.decode_step_ms(1.0, mix.mean_input_tokens) / 1000.0
     while _tpot_miss_share(profile, arrival_rps, mix, prefill, hi, arrival_cv2) > 1.0 - quantile:
         hi *= 2.0
@@ -284,15 +308,18 @@ def _decode_fixed_point(profile: ReplicaProfile, arrival_rps: float, mix: TokenM
 
 def _md1_wait_plus_residual_cdf(rho: float, service_s: float, residual_s: float, x: float) -> float:
     """P(W + V <= x): W the M/D/1 wait (load rho, service time service_s), V ~ Uniform(0, residual_s)."""
-    if x < 0:
-        return 0.0
+    return _md1_wait_plus_residual_cdfs(rho, service_s, residual_s, (x,))[0]
+
+
+def _md1_wait_plus_residual_cdfs(rho: float, service_s: float, residual_s: float, xs: Sequence[float]) -> list[float]:
+    """P(W + V <= x) for each x of `xs`, from one grid."""
     if rho <= 0:
-        return 1.0 if residual_s <= 0 else min(1.0, x / residual_s)
-    if x > _MAX_GRID_POINTS * service_s / _GRID_POINTS_PER_SERVICE:
-        return _md1_tail_cdf(rho, service_s, max(0.0, x - residual_s))
+        return [0.0 if x < 0 else 1.0 if residual_s <= 0 else min(1.0, x / residual_s) for x in xs]
+    grid_end = _MAX_GRID_POINTS * service_s / _GRID_POINTS_PER_SERVICE
     h = service_s / _GRID_POINTS_PER_SERVICE
     m = _GRID_POINTS_PER_SERVICE
-    n = math.ceil(x / h) + 1
+    on_grid = [x for x in xs if 0 <= x <= grid_end]
+    n = math.ceil(max(on_grid, default=0.0) / h) + 1
     # F(u) = (1 - rho) + (rho / D) * integral_{u-D}^{u} F;  S = running integral of F (trapezoid).
     f_prev = 1.0 - rho
     cumulative = [0.0]
@@ -317,11 +344,18 @@ def _md1_wait_plus_residual_cdf(rho: float, service_s: float, residual_s: float,
         f_mid = f_values[i] + (f_values[i + 1] - f_values[i]) * frac
         return cumulative[i] + h * frac * (f_values[i] + f_mid) / 2.0
 
-    if residual_s <= 0:
-        pos = x / h
-        i = min(int(pos), n - 1)
-        return f_values[i] + (f_values[i + 1] - f_values[i]) * (pos - i)
-    return (integral_to(x) - integral_to(x - residual_s)) / residual_s
+    def cdf(x: float) -> float:
+        if x < 0:
+            return 0.0
+        if x > grid_end:
+            return _md1_tail_cdf(rho, service_s, max(0.0, x - residual_s))
+        if residual_s <= 0:
+            pos = x / h
+            i = min(int(pos), n - 1)
+            return f_values[i] + (f_values[i + 1] - f_values[i]) * (pos - i)
+        return (integral_to(x) - integral_to(x - residual_s)) / residual_s
+
+    return [cdf(x) for x in xs]
 
 
 def _md1_tail_cdf(rho: float, service_s: float, x: float) -> float:
@@ -349,7 +383,7 @@ def predict_latency(
 ) -> LatencyEstimate:
     """Predicted p-quantile TTFT and TPOT of one of `replicas` replicas at `arrival_rps` each (`arrival_cv2`)."""
     arrival_cv2 = arrival_cv2_behind_router(replicas)
-    prefill = _prefill_moments(profile, mix)
+    prefill = _lengths(profile, mix)
     prefill_s = prefill.mean_s
     slots = profile.max_concurrency(mix.tokens_per_request)
     rho = prefill.rho(arrival_rps)
@@ -367,7 +401,7 @@ def predict_latency(
     return LatencyEstimate(arrival_rps, True, ttft, tpot, batch, rho, slots_needed, slots)
 
 
-def _wait_spread(prefill: _PrefillMoments, arrival_cv2: float) -> float:
+def _wait_spread(prefill: _Lengths, arrival_cv2: float) -> float:
     """How much longer the prefill queue's waits are than the M/D/1 queue's (Poisson arrivals, equal prompts).
 
     The GI/G/1 mean wait is about the M/D/1 one times ca^2 + cs^2 (Kingman; ca and cs the coefficients of
@@ -399,51 +433,94 @@ def _violation(
     """The SLO condition that binds at `arrival_rps`, or None if a share `slo.quantile` of requests meets both
     bounds (the shares that miss on TPOT, on the prefill queue and on a slot are added: a request may miss on
     more than one, so the sum errs on the safe side)."""
-    prefill = _prefill_moments(profile, mix)
-    prefill_s = prefill.mean_s
-    rho = prefill.rho(arrival_rps)
+    lengths = _lengths(profile, mix)
+    prefill_s = lengths.mean_s
+    rho = lengths.rho(arrival_rps)
     if rho >= 1:
         return Binding.PREFILL
     tau = _decode_fixed_point(profile, arrival_rps, mix, rho)
     if tau is None:
         return Binding.TPOT
     steps = max(mix.mean_output_tokens - 1, 0.0)
-    slots = profile.max_concurrency(mix.tokens_per_request)
     holding_s = prefill_s + steps * tau
-    if arrival_rps * holding_s >= slots:
+    room = _KvRoom.of(profile, lengths, arrival_rps, tau)
+    if arrival_rps * holding_s >= profile.max_num_seqs or room.offered >= room.servers:
         return Binding.CONCURRENCY
     batch = arrival_rps * steps * tau
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
     step_s = profile.decode_step_ms(batch, context) / 1000.0 if batch > 0 else 0.0
     allowed = 1.0 - slo.quantile
-    tpot_tail = _tpot_miss_share(profile, arrival_rps, mix, prefill, slo.tpot_s, arrival_cv2)
+    tpot_tail = _tpot_miss_share(profile, arrival_rps, mix, lengths, slo.tpot_s, arrival_cv2)
     if tpot_tail > allowed:
         return Binding.TPOT
+    # Each request's own prefill (its prompt's) comes after the wait, which does not depend on it.
+    spread = _wait_spread(lengths, arrival_cv2)
+    waits = [(slo.ttft_s - own_s) / spread for own_s in lengths.prefill_times_s]
+    prefill_tail = 1.0 - sum(_md1_wait_plus_residual_cdfs(rho, prefill_s, step_s, waits)) / len(waits)
     slack = slo.ttft_s - prefill_s
-    prefill_tail = 1.0 - _md1_wait_plus_residual_cdf(rho, prefill_s, step_s, slack / _wait_spread(prefill, arrival_cv2))
-    slot_tail = _slot_wait_tail(arrival_rps, holding_s, slots, slack)
+    slot_tail = max(
+        _erlang_wait_tail(arrival_rps * holding_s, profile.max_num_seqs, holding_s, slack),
+        _erlang_wait_tail(room.offered, room.servers, holding_s, slack),
+    )
     if tpot_tail + prefill_tail + slot_tail > allowed:
         return max((tpot_tail, Binding.TPOT), (prefill_tail, Binding.TTFT), (slot_tail, Binding.CONCURRENCY))[1]
     return None
 
 
-def _slot_wait_tail(arrival_rps: float, holding_s: float, slots: int, t: float) -> float:
-    """P(a request waits longer than t for a free slot), from the M/M/c queue.
+@dataclass(frozen=True, slots=True)
+class _KvRoom:
+    """The KV cache as servers of a queue, by Hayward's approximation for requests of varying size.
+
+    The engine reserves each request's prompt and output tokens from admission to its last token. The tokens
+    reserved at a random moment (infinitely many servers) have mean m = lambda E[size H] and variance
+    v = lambda E[size^2 H]: their peakedness z = v / m is in tokens. Hayward's approximation serves that traffic as
+    m / z offered load on (KV tokens) / z servers of the mean holding time. With equal lengths z is the request's
+    size, and this is the slot count and load of one-size requests.
+    """
+
+    offered: float
+    servers: int
+
+    @staticmethod
+    def of(profile: ReplicaProfile, lengths: _Lengths, arrival_rps: float, tau: float) -> _KvRoom:
+        i1, i2, i1_s, i2_s = lengths.prompt
+        o1, o2, d0, d1, d2 = lengths.output
+        s = lengths.mean_s
+        size_time = i1_s + i1 * d0 * tau + s * o1 + d1 * tau
+        size2_time = i2_s + i2 * d0 * tau + 2.0 * (i1_s * o1 + i1 * d1 * tau) + s * o2 + d2 * tau
+        peakedness = size2_time / max(size_time, 1e-18)
+        servers = int(profile.kv_capacity_tokens.value // max(peakedness, 1.0))
+        return _KvRoom(arrival_rps * size_time / max(peakedness, 1.0), servers)
+
+
+def _erlang_wait_tail(offered: float, servers: int, holding_s: float, t: float) -> float:
+    """P(a request waits longer than t for one of `servers`), from the M/M/c queue.
 
     Erlang C gives the chance to wait, and the wait's tail is exponential with rate (c - A) / H, where
-    A = lambda * H slots are busy on average. Holding times vary with the prefills that interrupt a request, so
+    A = lambda * H servers are busy on average. Holding times vary with the prefills that interrupt a request, so
     the exponential-holding model fits the simulated engine better than the deterministic one (M/D/c).
     """
-    offered = arrival_rps * holding_s
     if offered <= 0:
         return 0.0
-    if offered >= slots:
+    if offered >= servers:
         return 1.0
     erlang_b = 1.0
-    for k in range(1, slots + 1):
+    for k in range(1, servers + 1):
         erlang_b = offered * erlang_b / (k + offered * erlang_b)
-    erlang_c = erlang_b / (1.0 - (offered / slots) * (1.0 - erlang_b))
-    return erlang_c * math.exp(-(slots - offered) * max(t, 0.0) / holding_s)
+    erlang_c = erlang_b / (1.0 - (offered / servers) * (1.0 - erlang_b))
+    return erlang_c * math.exp(-(servers - offered) * max(t, 0.0) / holding_s)
+
+
+def _lone_ttft_reason(profile: ReplicaProfile, mix: TokenMix, slo: LatencySlo) -> str:
+    lengths = _lengths(profile, mix)
+    if mix.lengths is LengthSpread.FIXED:
+        mean = f"{mix.mean_input_tokens:,.0f}"
+        return f"prefill of {mean} tokens takes {lengths.mean_s:.3f} s (ttft_p95_s is {slo.ttft_s:g})"
+    too_long = sum(1 for t in lengths.prefill_times_s if t > slo.ttft_s) / len(lengths.prefill_times_s)
+    return (
+        f"{too_long:.0%} of prompts (exponential around {mix.mean_input_tokens:,.0f} tokens) take longer than "
+        f"ttft_p95_s ({slo.ttft_s:g} s) to prefill alone; at most {1 - slo.quantile:.0%} of requests may miss"
+    )
 
 
 def arrival_cv2_behind_router(replicas: int) -> float:
@@ -472,7 +549,7 @@ def capacity_at_slo(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, rep
 @functools.lru_cache(maxsize=65536)
 def _capacity_cached(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, replicas: int) -> Capacity:
     arrival_cv2 = arrival_cv2_behind_router(replicas)
-    prefill_s = _prefill_moments(profile, mix).mean_s
+    prefill_s = _lengths(profile, mix).mean_s
     if profile.max_concurrency(mix.tokens_per_request) < 1:
         return Capacity(
             0.0,
@@ -486,8 +563,7 @@ def _capacity_cached(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, re
     if first is not None:
         lone = predict_latency(profile, tiny, mix, slo.quantile, replicas)
         why = {
-            Binding.TTFT: f"prefill of {mix.mean_input_tokens:,.0f} tokens takes {prefill_s:.3f} s "
-            f"(ttft_p95_s is {slo.ttft_s:g})",
+            Binding.TTFT: _lone_ttft_reason(profile, mix, slo),
             Binding.TPOT: f"one decode step takes {lone.tpot_s:.4f} s (tpot_p95_s is {slo.tpot_s:g})",
         }.get(first, f"{first} violated at any load")
         return Capacity(0.0, first, lone, why)
