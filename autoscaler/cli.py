@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from autoscaler.capacity import LatencySlo, TokenMix, capacity_at_slo
+from autoscaler.capacity import LatencySlo, LengthSpread, TokenMix, capacity_at_slo
 from autoscaler.catalog import Catalog, load_catalog
 from autoscaler.compiled import CompiledScenario, compile_scenario
 from autoscaler.config import ConfigIssue, Scenario, check_scenario, issues_from_validation_error, load_scenario
@@ -221,6 +221,11 @@ def profile_capacity(
     tpot_p95_s: Annotated[float, typer.Option(help="TPOT bound, s.", min=1e-6)] = 0.05,
     input_tokens: Annotated[float, typer.Option(help="Mean prompt tokens.", min=1)] = 1000,
     output_tokens: Annotated[float, typer.Option(help="Mean output tokens.", min=1)] = 200,
+    lengths: Annotated[
+        LengthSpread, typer.Option(help="How lengths spread around their means (fixed: all at the mean).")
+    ] = LengthSpread.EXPONENTIAL,
+    quantile: Annotated[float, typer.Option(help="Share of requests within both bounds.", min=0.5, max=0.9999)] = 0.95,
+    replicas: Annotated[int, typer.Option(help="Replicas behind one router (each sustains more).", min=1)] = 1,
     precision: Annotated[Precision, typer.Option(help="Weight precision.")] = Precision.BF16,
 ) -> None:
     """Print the capacity at SLO of one replica, what binds it, and the latency there."""
@@ -229,13 +234,16 @@ def profile_capacity(
         profile = book.profile(model, parse_shape(shape), precision, int(input_tokens + output_tokens))
     except (KeyError, ValueError) as exc:
         raise _fail(str(exc.args[0] if exc.args else exc)) from None
-    result = capacity_at_slo(profile, LatencySlo(ttft_p95_s, tpot_p95_s), TokenMix(input_tokens, output_tokens))
+    slo = LatencySlo(ttft_p95_s, tpot_p95_s, quantile)
+    result = capacity_at_slo(profile, slo, TokenMix(input_tokens, output_tokens, lengths), replicas)
     at = result.at_capacity
-    out.print(f"{profile.model} on {profile.shape}: {result.rps:.4g} req/s at the SLO, bound by {result.binding}")
+    each = f" each of {replicas} replicas" if replicas > 1 else ""
+    out.print(f"{profile.model} on {profile.shape}: {result.rps:.4g} req/s{each} at the SLO, bound by {result.binding}")
     if result.reason:
         out.print(f"  {result.reason}", markup=False)
+    share = f"p{quantile * 100:g}"
     out.print(
-        f"  at capacity: p95 TTFT {at.ttft_s:.3f} s, p95 TPOT {at.tpot_s:.4f} s, batch {at.mean_batch:.1f}, "
+        f"  at capacity: {share} TTFT {at.ttft_s:.3f} s, {share} TPOT {at.tpot_s:.4f} s, batch {at.mean_batch:.1f}, "
         f"prefill busy {at.prefill_utilization:.0%}, slots {at.slots}"
     )
 

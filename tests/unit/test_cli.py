@@ -316,6 +316,14 @@ def test_profile_capacity_prints_a_rate() -> None:
     match = re.match(r"^Llama-3\.1-8B on H100-80GB: ([0-9.]+) req/s at the SLO, bound by \w+", result.stdout)
     assert match is not None, result.stdout
     assert float(match[1]) > 0
+    # Equal lengths miss less than spread ones, and each of several replicas behind one router sustains more.
+    fixed = invoke(["profile", "capacity", "Llama-3.1-8B", "H100-80GB", "--lengths", "fixed"])
+    pooled = invoke(["profile", "capacity", "Llama-3.1-8B", "H100-80GB", "--replicas", "4"])
+    assert fixed.exit_code == 0 and pooled.exit_code == 0, fixed.output + pooled.output
+    fixed_rps = re.match(r"^.*?: ([0-9.]+) req/s at the SLO", fixed.stdout)
+    pooled_rps = re.match(r"^.*?: ([0-9.]+) req/s each of 4 replicas at the SLO", pooled.stdout)
+    assert fixed_rps is not None and pooled_rps is not None, fixed.stdout + pooled.stdout
+    assert float(fixed_rps[1]) > float(match[1]) and float(pooled_rps[1]) > float(match[1])
 
 
 @pytest.mark.parametrize(
