@@ -254,6 +254,37 @@ class RateForecaster:
         return Forecast(self.tick_s, (level * trend,) * steps, quantile_values, model="recent_quantiles")
 
 
+class MetricsWindow:
+    """Request and token rates over the last `span_s` seconds of ticks, as a metrics query over a range returns
+    them (`rate(...[1m])` in PromQL, the shortest usual range at a 15 s scrape). The observed rate is a floor of
+    the demand fleetscale sizes for; one 15 s tick catches a burst's peak, and the replicas that peak would
+    start are ready minutes after it has passed (the forecaster still sees every tick, for the burst envelope).
+    At a tick of `span_s` or longer it is the last tick's window."""
+
+    def __init__(self, span_s: float) -> None:
+        self.span_s = span_s
+        self.windows: deque[tuple[float, int, int, int]] = deque()  # (seconds, arrivals, input, output tokens)
+        self.covered_s = 0.0
+
+    def add(self, window_s: float, arrivals: int, input_tokens: int, output_tokens: int) -> None:
+        self.windows.append((window_s, arrivals, input_tokens, output_tokens))
+        self.covered_s += window_s
+        # Drop the oldest tick while the newer ones still cover the span.
+        while self.windows and self.covered_s - self.windows[0][0] >= self.span_s - 1e-9:
+            self.covered_s -= self.windows.popleft()[0]
+
+    def rates(self) -> tuple[float, float, float] | None:
+        """(requests/s, input tokens/s, output tokens/s), or None before the first tick."""
+        if not self.windows or self.covered_s <= 0:
+            return None
+        span = self.covered_s
+        return (
+            sum(w[1] for w in self.windows) / span,
+            sum(w[2] for w in self.windows) / span,
+            sum(w[3] for w in self.windows) / span,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRow:
     """One service and shape of one decision: what `--decisions FILE` writes."""
@@ -278,8 +309,10 @@ class FleetscalePolicy:
     forecast: bool = True
     decisions: list[DecisionRow] | None = None
     name: str = "fleetscale"
+    observe_s: float = 60.0  # the range of the metrics query the controller reads (see MetricsWindow)
     _state: PolicyState = field(default_factory=PolicyState)
     _forecasters: dict[str, RateForecaster] = field(default_factory=dict)
+    _metrics: dict[str, MetricsWindow] = field(default_factory=dict)
 
     def targets(self, view: FleetView) -> Targets:
         now = EPOCH + timedelta(seconds=view.now_s)
@@ -291,9 +324,15 @@ class FleetscalePolicy:
                 shape: ShapeReplicas(ready=window.ready.get(shape, 0), starting=window.starting.get(shape, 0))
                 for shape in set(window.ready) | set(window.starting)
             }
-            tokens_in = window.input_tokens / window.window_s
-            tokens_out = window.output_tokens / window.window_s
-            services[name] = ServiceObservation(rate, tokens_in, tokens_out, now, replicas)
+            metrics = self._metrics.setdefault(name, MetricsWindow(self.observe_s))
+            if window.samples:  # the first tick has no window behind it
+                metrics.add(window.window_s, window.arrivals, window.input_tokens, window.output_tokens)
+            observed_rps, tokens_in, tokens_out = metrics.rates() or (
+                rate,
+                window.input_tokens / window.window_s,
+                window.output_tokens / window.window_s,
+            )
+            services[name] = ServiceObservation(observed_rps, tokens_in, tokens_out, now, replicas)
             if self.forecast:
                 forecaster = self._forecasters.setdefault(name, RateForecaster(window.window_s))
                 if window.samples:  # the first tick has no window behind it

@@ -18,7 +18,7 @@ from autoscaler.shapes import ShapeKind
 from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, ServiceWindow
 from autoscaler.sim.oracle import OraclePolicy
 from autoscaler.sim.plan import evaluate_locally, plan_fleet
-from autoscaler.sim.policies import HpaPolicy, StaticPolicy, baseline_shapes
+from autoscaler.sim.policies import HpaPolicy, MetricsWindow, StaticPolicy, baseline_shapes
 from autoscaler.sim.summary import summarize
 from autoscaler.sim.tune import tune
 from autoscaler.sim.whatif import knob_values
@@ -195,3 +195,17 @@ def test_tuning_keeps_the_cheapest_reaching_setting_and_narrows_the_grid_step(
     # The answer lies on the grid or between two grid neighbours, found by bisection (a step of 2 ** (1/8)).
     on_grid = any(abs(math.log(v / tuned.value)) < 1e-9 for v in values)
     assert on_grid or abs(math.log(above / tuned.value)) < math.log(2) / 2
+
+
+def test_the_metrics_window_averages_the_last_minute_of_ticks() -> None:
+    window = MetricsWindow(60.0)
+    assert window.rates() is None
+    for arrivals in (15, 150, 30, 45, 60):  # 15 s ticks: a burst in the second one
+        window.add(15.0, arrivals, arrivals * 1000, arrivals * 100)
+    # The last four ticks (60 s): the burst is averaged in, not taken as the rate.
+    assert window.rates() == pytest.approx((285 / 60, 285_000 / 60, 28_500 / 60))
+    # At a tick of 60 s or longer it is the last tick alone.
+    long_ticks = MetricsWindow(60.0)
+    long_ticks.add(60.0, 600, 6000, 600)
+    long_ticks.add(60.0, 1200, 12000, 1200)
+    assert long_ticks.rates() == pytest.approx((20.0, 200.0, 20.0))
