@@ -148,7 +148,7 @@ def _length_points(mean: float, lengths: LengthSpread) -> tuple[tuple[float, flo
 @dataclass(frozen=True, slots=True)
 class _Lengths:
     """What the length distribution means for one profile: prefill times over the prompts (equal-weight points),
-    and the moments the KV room needs (`_kv_wait_tail`)."""
+    and the moments the KV room needs (`_KvRoom`)."""
 
     prefill_times_s: tuple[float, ...]
     mean_s: float
@@ -197,7 +197,7 @@ def _tpot_miss_share(
     profile: ReplicaProfile,
     arrival_rps: float,
     mix: TokenMix,
-    prefill: _Lengths,
+    lengths: _Lengths,
     tpot_s: float,
     arrival_cv2: float,
 ) -> float:
@@ -218,11 +218,11 @@ def _tpot_miss_share(
     long prefill over a few tokens, which is where most misses come from; a request of one output token has no
     time per output token and never misses on it.
     """
-    tau = _decode_fixed_point(profile, arrival_rps, mix, prefill.rho(arrival_rps))
+    rho = lengths.rho(arrival_rps)
+    tau = _decode_fixed_point(profile, arrival_rps, mix, rho)
     if tau is None:
         return 1.0
     mean_steps = max(mix.mean_output_tokens - 1, 0.0)
-    rho = prefill.rho(arrival_rps)
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
     batch = arrival_rps * mean_steps * tau
     step_s = profile.decode_step_ms(max(batch, 1.0), context) / 1000.0
@@ -230,15 +230,15 @@ def _tpot_miss_share(
     rho_total = rho + arrival_rps * slope_s * mean_steps
     if rho_total >= 1.0:
         return 1.0
-    cv2 = prefill.variance_s2 / max(prefill.mean_s**2, 1e-18)
+    cv2 = lengths.variance_s2 / max(lengths.mean_s**2, 1e-18)
     queued = rho + rho * rho * (arrival_cv2 + cv2) / (2.0 * (1.0 - rho))
     progeny_mean = 1.0 / (1.0 - rho_total)
     progeny_var = arrival_cv2 * rho_total / (1.0 - rho_total) ** 3
     # Each counted arrival costs this request, on average, its prefill plus its share of longer steps; only the
     # prefill part varies from one arrival to the next.
     share_prefill = rho / max(rho_total, 1e-12)
-    cost_s = (prefill.mean_s * rho + slope_s * mean_steps * (rho_total - rho)) / max(rho_total, 1e-12)
-    cost_var = prefill.variance_s2 * share_prefill
+    cost_s = (lengths.mean_s * rho + slope_s * mean_steps * (rho_total - rho)) / max(rho_total, 1e-12)
+    cost_var = lengths.variance_s2 * share_prefill
     miss = 0.0
     for outputs, weight in _length_points(mix.mean_output_tokens, mix.lengths):
         steps = outputs - 1.0
@@ -251,7 +251,7 @@ def _tpot_miss_share(
         count_var = seeds_mean * progeny_var + seeds_var * progeny_mean**2
         added_mean = count_mean * cost_s
         added_var = count_var * cost_s * cost_s + count_mean * cost_var
-        slack_s = (tpot_s - tau) * steps - queued * prefill.mean_s
+        slack_s = (tpot_s - tau) * steps - queued * lengths.mean_s
         miss += weight * _gamma_tail(added_mean, added_var, added_mean + slack_s)
     return miss
 
@@ -260,15 +260,15 @@ def _tpot_quantile(
     profile: ReplicaProfile, arrival_rps: float, mix: TokenMix, quantile: float, arrival_cv2: float
 ) -> float:
     """The time per output token that a share `quantile` of requests stays within (for reports)."""
-    prefill = _lengths(profile, mix)
+    lengths = _lengths(profile, mix)
     lo, hi = 0.0, profile.decode_step_ms(1.0, mix.mean_input_tokens) / 1000.0
-    while _tpot_miss_share(profile, arrival_rps, mix, prefill, hi, arrival_cv2) > 1.0 - quantile:
+    while _tpot_miss_share(profile, arrival_rps, mix, lengths, hi, arrival_cv2) > 1.0 - quantile:
         hi *= 2.0
         if hi > 1e3:
             return math.inf
     for _ in range(40):
         mid = (lo + hi) / 2.0
-        if _tpot_miss_share(profile, arrival_rps, mix, prefill, mid, arrival_cv2) > 1.0 - quantile:
+        if _tpot_miss_share(profile, arrival_rps, mix, lengths, mid, arrival_cv2) > 1.0 - quantile:
             lo = mid
         else:
             hi = mid
@@ -383,10 +383,10 @@ def predict_latency(
 ) -> LatencyEstimate:
     """Predicted p-quantile TTFT and TPOT of one of `replicas` replicas at `arrival_rps` each (`arrival_cv2`)."""
     arrival_cv2 = arrival_cv2_behind_router(replicas)
-    prefill = _lengths(profile, mix)
-    prefill_s = prefill.mean_s
+    lengths = _lengths(profile, mix)
+    prefill_s = lengths.mean_s
     slots = profile.max_concurrency(mix.tokens_per_request)
-    rho = prefill.rho(arrival_rps)
+    rho = lengths.rho(arrival_rps)
     tau = _decode_fixed_point(profile, arrival_rps, mix, rho) if rho < 1 else None
     if tau is None or slots == 0:
         return LatencyEstimate(arrival_rps, False, math.inf, math.inf, math.inf, rho, math.inf, slots)
@@ -397,18 +397,18 @@ def predict_latency(
     tpot = _tpot_quantile(profile, arrival_rps, mix, quantile, arrival_cv2)
     slots_needed = arrival_rps * (prefill_s + steps * tau)
     # the slot wait is left out here
-    ttft = prefill_s + _wait_spread(prefill, arrival_cv2) * _quantile_of_wait(rho, prefill_s, step_s, quantile)
+    ttft = prefill_s + _wait_spread(lengths, arrival_cv2) * _quantile_of_wait(rho, prefill_s, step_s, quantile)
     return LatencyEstimate(arrival_rps, True, ttft, tpot, batch, rho, slots_needed, slots)
 
 
-def _wait_spread(prefill: _Lengths, arrival_cv2: float) -> float:
+def _wait_spread(lengths: _Lengths, arrival_cv2: float) -> float:
     """How much longer the prefill queue's waits are than the M/D/1 queue's (Poisson arrivals, equal prompts).
 
     The GI/G/1 mean wait is about the M/D/1 one times ca^2 + cs^2 (Kingman; ca and cs the coefficients of
     variation of interarrival and prefill times; exact for M/G/1 by Pollaczek-Khinchine). The whole wait
     distribution is stretched by that factor, a common approximation that keeps the M/D/1 solver.
     """
-    return arrival_cv2 + prefill.variance_s2 / max(prefill.mean_s * prefill.mean_s, 1e-18)
+    return arrival_cv2 + lengths.variance_s2 / max(lengths.mean_s * lengths.mean_s, 1e-18)
 
 
 def _quantile_of_wait(rho: float, service_s: float, residual_s: float, quantile: float) -> float:
