@@ -546,6 +546,44 @@ def capacity_at_slo(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, rep
     return _capacity_cached(profile, slo, mix, max(replicas, 1))
 
 
+class PooledCapacity:
+    """Capacity at the SLO of one shape for one SLO and mix, per number of replicas behind the router: the
+    sizing's view, which asks for several counts per decision (a dict lookup each, once computed)."""
+
+    __slots__ = ("_by_replicas", "mix", "profile", "slo")
+
+    def __init__(self, profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix) -> None:
+        self.profile, self.slo, self.mix = profile, slo, mix
+        self._by_replicas: dict[int, Capacity] = {}
+
+    def at(self, replicas: int) -> Capacity:
+        """Each replica's capacity when there are `replicas` of them."""
+        found = self._by_replicas.get(replicas)
+        if found is None:
+            found = self._by_replicas[replicas] = _capacity_cached(self.profile, self.slo, self.mix, max(replicas, 1))
+        return found
+
+    def replicas_for(self, demand_rps: float) -> int:
+        """The fewest replicas n with n x C(n) >= demand (0 for no demand). ceil(demand / C(1)) is always enough,
+        as C grows with n, so the search walks down from there; it rarely takes more than one step."""
+        if demand_rps <= 0:
+            return 0
+        single = self.at(1).rps
+        if single <= 0:
+            raise ValueError(f"{self.profile.model} on {self.profile.shape} cannot meet the SLO at any load")
+        # 1e-9 keeps 3.0000000001 from becoming 4 through float noise in the capacity search.
+        replicas = math.ceil(demand_rps / single - 1e-9)
+        while replicas > 1 and (replicas - 1) * self.at(replicas - 1).rps >= demand_rps * (1 - 1e-9):
+            replicas -= 1
+        return replicas
+
+
+@functools.lru_cache(maxsize=16384)
+def pooled_capacity(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix) -> PooledCapacity:
+    """The shared `PooledCapacity` of this shape, SLO and mix."""
+    return PooledCapacity(profile, slo, mix)
+
+
 @functools.lru_cache(maxsize=65536)
 def _capacity_cached(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, replicas: int) -> Capacity:
     arrival_cv2 = arrival_cv2_behind_router(replicas)

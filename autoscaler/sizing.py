@@ -1,7 +1,7 @@
 """Stage 2, sizing: demand x performance -> replicas per candidate shape, and the cheapest shape that meets the SLO.
 
 For demand lambda (req/s, already the quantile the service's tier is sized for) and a candidate shape whose
-replicas each sustain C(n) req/s at the SLO when there are n of them behind one router (`capacity_at_slo`; more
+replicas each sustain C(n) req/s at the SLO when there are n of them behind one router (`pooled_capacity`; more
 replicas smooth each one's arrivals, so C grows with n), the shape needs the fewest n with n x C(n) >= lambda,
 bounded by min_replicas and max_replicas. Its cost is n x the price of one replica. The cheapest shape whose n
 fits max_replicas wins; a service stays on its current shape unless the cheaper one saves at least
@@ -18,10 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from autoscaler.capacity import Capacity, LatencySlo, TokenMix, capacity_at_slo
+from autoscaler.capacity import Capacity, LatencySlo, TokenMix, pooled_capacity
 from autoscaler.compiled import Candidate, ServicePlan
 from autoscaler.model import Alternative, Reason
-from autoscaler.perf import ReplicaProfile
 from autoscaler.shapes import Shape
 
 
@@ -66,32 +65,18 @@ def _replicas_for(demand_rps: float, capacity_rps: float) -> int:
     return math.ceil(demand_rps / capacity_rps - 1e-9)
 
 
-def _pooled_replicas(
-    profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, demand_rps: float, single_rps: float
-) -> int:
-    """The fewest replicas n with n x C(n) >= demand. ceil(demand / C(1)) is always enough (C grows with n), so the
-    search walks down from there; it rarely takes more than a few steps."""
-    replicas = _replicas_for(demand_rps, single_rps)
-    while replicas > 1:
-        fewer = replicas - 1
-        if _replicas_for(demand_rps, capacity_at_slo(profile, slo, mix, fewer).rps) > fewer:
-            break
-        replicas = fewer
-    return replicas
-
-
 def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: TokenMix) -> Option:
     """How many replicas of `candidate` the demand needs, and whether that is feasible."""
     service = plan.service
     if candidate.profile is None:
         return Option(candidate, None, 0, math.inf, False, candidate.rejected)
     slo = LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s, service.slo.quantile)
-    single = capacity_at_slo(candidate.profile, slo, mix)
+    pool = pooled_capacity(candidate.profile, slo, mix)
+    single = pool.at(1)
     if single.rps <= 0:
         return Option(candidate, single, 0, math.inf, False, f"cannot meet the SLO at any load: {single.reason}")
-    needed = _pooled_replicas(candidate.profile, slo, mix, demand_rps, single.rps)
-    replicas = max(service.min_replicas, needed)
-    capacity = capacity_at_slo(candidate.profile, slo, mix, replicas)
+    replicas = max(service.min_replicas, pool.replicas_for(demand_rps))
+    capacity = pool.at(replicas)
     if replicas > service.max_replicas:
         return Option(
             candidate,

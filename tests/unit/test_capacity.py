@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from autoscaler.capacity import (
     TokenMix,
     arrival_cv2_behind_router,
     capacity_at_slo,
+    pooled_capacity,
     predict_latency,
 )
 from autoscaler.catalog import load_catalog
@@ -218,3 +220,15 @@ def test_capacity_is_monotone_in_the_slo(book: ProfileBook) -> None:
 
 def test_token_mix_buckets_to_two_significant_digits() -> None:
     assert TokenMix(1234.5, 87.6).bucketed() == TokenMix(1200, 88)
+
+
+def test_pooled_sizing_takes_the_fewest_replicas_whose_capacity_covers_the_demand(book: ProfileBook) -> None:
+    profile = book.profile("Llama-3.1-70B", parse_shape("4xH100-80GB"), Precision.BF16)
+    pool = pooled_capacity(profile, LatencySlo(2.0, 0.1, 0.99), TokenMix(1000, 250))
+    assert pool.replicas_for(0.0) == 0
+    for demand in (1.0, 5.0, 23.0, 47.0, 130.0):
+        n = pool.replicas_for(demand)
+        assert n * pool.at(n).rps >= demand * (1 - 1e-9)
+        assert n == 1 or (n - 1) * pool.at(n - 1).rps < demand
+        # Never more than sizing each replica alone would take.
+        assert n <= math.ceil(demand / pool.at(1).rps)
