@@ -34,6 +34,7 @@ class Option:
     cost_usd_per_h: float
     feasible: bool
     why: str = ""
+    needed: int = 0  # replicas the demand needs, before min_replicas
 
     @property
     def shape(self) -> Shape:
@@ -58,13 +59,6 @@ class Sizing:
     rejected: Alternative | None
 
 
-def _replicas_for(demand_rps: float, capacity_rps: float) -> int:
-    if demand_rps <= 0:
-        return 0
-    # 1e-9 keeps 3.0000000001 from becoming 4 through float noise in the capacity search.
-    return math.ceil(demand_rps / capacity_rps - 1e-9)
-
-
 def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: TokenMix) -> Option:
     """How many replicas of `candidate` the demand needs, and whether that is feasible."""
     service = plan.service
@@ -75,7 +69,8 @@ def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: To
     single = pool.at(1)
     if single.rps <= 0:
         return Option(candidate, single, 0, math.inf, False, f"cannot meet the SLO at any load: {single.reason}")
-    replicas = max(service.min_replicas, pool.replicas_for(demand_rps))
+    needed = pool.replicas_for(demand_rps)
+    replicas = max(service.min_replicas, needed)
     capacity = pool.at(replicas)
     if replicas > service.max_replicas:
         return Option(
@@ -86,7 +81,7 @@ def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: To
             False,
             f"needs {replicas} replicas of {capacity.rps:.3g} req/s; max_replicas is {service.max_replicas}",
         )
-    return Option(candidate, capacity, replicas, replicas * candidate.price_usd_per_h, True)
+    return Option(candidate, capacity, replicas, replicas * candidate.price_usd_per_h, True, needed=needed)
 
 
 def size_service(
@@ -124,11 +119,7 @@ def size_service(
                 )
     assert chosen.capacity is not None
     rejected = _cheapest_other(options, chosen)
-    if (
-        chosen.replicas == service.min_replicas
-        and chosen.replicas > 0
-        and demand_rps < chosen.capacity.rps * (chosen.replicas - 1)
-    ):
+    if chosen.replicas == service.min_replicas and chosen.needed < chosen.replicas:
         reason, binding = Reason.AT_MIN_REPLICAS, "min_replicas"
     else:
         reason, binding = Reason.STEADY, str(chosen.capacity.binding)

@@ -82,6 +82,21 @@ def test_replicas_are_the_fewest_whose_capacity_covers_the_demand(chat: Compiled
     assert result.binding_constraint in ("tpot_p95_s", "ttft_p95_s", "concurrency")
 
 
+def test_a_demand_below_min_replicas_says_so(catalog: Catalog, book: ProfileBook) -> None:
+    data = scenario_dict()
+    data["services"][0]["min_replicas"] = 3
+    compiled = compile_dict(data, catalog, book)
+    low, _ = decide(_obs({"chat": 0.5 * _chat_capacity(book)}, {"chat": {H100: 3}}), {}, compiled, PolicyState(), NOW)
+    assert low.service("chat").target == {H100: 3}
+    assert low.service("chat").reason is Reason.AT_MIN_REPLICAS
+    assert low.service("chat").binding_constraint == "min_replicas"
+    # Three replicas' worth of demand is steady at three, not held up by min_replicas.
+    full = 2.9 * _chat_capacity(book, 3)
+    steady, _ = decide(_obs({"chat": full}, {"chat": {H100: 3}}), {}, compiled, PolicyState(), NOW)
+    assert steady.service("chat").target == {H100: 3}
+    assert steady.service("chat").reason is Reason.STEADY
+
+
 def test_forecast_peak_over_the_horizon_drives_the_size(chat: CompiledScenario, book: ProfileBook) -> None:
     capacity = _chat_capacity(book)
     # Observed 1 replica's worth; the p99 forecast (critical tier) peaks at 7.5 replicas' worth within the horizon
