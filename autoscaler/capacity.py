@@ -161,6 +161,11 @@ class _Lengths:
     def variance_s2(self) -> float:
         return max(self.second_moment_s2 - self.mean_s * self.mean_s, 0.0)
 
+    @property
+    def prefill_cv2(self) -> float:
+        """Squared coefficient of variation of one prefill's duration."""
+        return self.variance_s2 / max(self.mean_s * self.mean_s, 1e-18)
+
     def rho(self, arrival_rps: float) -> float:
         return arrival_rps * self.mean_s
 
@@ -198,10 +203,12 @@ def _tpot_miss_share(
     arrival_rps: float,
     mix: TokenMix,
     lengths: _Lengths,
+    tau: float,
     tpot_s: float,
     arrival_cv2: float,
 ) -> float:
-    """The share of requests whose time per output token exceeds `tpot_s` (1.0 where decode cannot keep up).
+    """The share of requests whose time per output token exceeds `tpot_s` (1.0 where decode cannot keep up), with
+    `tau` the mean time per token at this rate (`_decode_fixed_point`).
 
     A request of O output tokens decodes in O - 1 steps, interrupted by prefills (they have priority): those
     already queued when its own prefill ends (the M/G/1 number in system, L = rho + lambda^2 E[s^2] / (2 (1 - rho)))
@@ -219,9 +226,6 @@ def _tpot_miss_share(
     time per output token and never misses on it.
     """
     rho = lengths.rho(arrival_rps)
-    tau = _decode_fixed_point(profile, arrival_rps, mix, rho)
-    if tau is None:
-        return 1.0
     mean_steps = max(mix.mean_output_tokens - 1, 0.0)
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
     batch = arrival_rps * mean_steps * tau
@@ -230,8 +234,7 @@ def _tpot_miss_share(
     rho_total = rho + arrival_rps * slope_s * mean_steps
     if rho_total >= 1.0:
         return 1.0
-    cv2 = lengths.variance_s2 / max(lengths.mean_s**2, 1e-18)
-    queued = rho + rho * rho * (arrival_cv2 + cv2) / (2.0 * (1.0 - rho))
+    queued = rho + rho * rho * (arrival_cv2 + lengths.prefill_cv2) / (2.0 * (1.0 - rho))
     progeny_mean = 1.0 / (1.0 - rho_total)
     progeny_var = arrival_cv2 * rho_total / (1.0 - rho_total) ** 3
     # Each counted arrival costs this request, on average, its prefill plus its share of longer steps; only the
@@ -261,14 +264,17 @@ def _tpot_quantile(
 ) -> float:
     """The time per output token that a share `quantile` of requests stays within (for reports)."""
     lengths = _lengths(profile, mix)
+    tau = _decode_fixed_point(profile, arrival_rps, mix, lengths.rho(arrival_rps))
+    if tau is None:
+        return math.inf
     lo, hi = 0.0, profile.decode_step_ms(1.0, mix.mean_input_tokens) / 1000.0
-    while _tpot_miss_share(profile, arrival_rps, mix, lengths, hi, arrival_cv2) > 1.0 - quantile:
+    while _tpot_miss_share(profile, arrival_rps, mix, lengths, tau, hi, arrival_cv2) > 1.0 - quantile:
         hi *= 2.0
         if hi > 1e3:
             return math.inf
     for _ in range(40):
         mid = (lo + hi) / 2.0
-        if _tpot_miss_share(profile, arrival_rps, mix, lengths, mid, arrival_cv2) > 1.0 - quantile:
+        if _tpot_miss_share(profile, arrival_rps, mix, lengths, tau, mid, arrival_cv2) > 1.0 - quantile:
             lo = mid
         else:
             hi = mid
@@ -408,7 +414,7 @@ def _wait_spread(lengths: _Lengths, arrival_cv2: float) -> float:
     variation of interarrival and prefill times; exact for M/G/1 by Pollaczek-Khinchine). The whole wait
     distribution is stretched by that factor, a common approximation that keeps the M/D/1 solver.
     """
-    return arrival_cv2 + lengths.variance_s2 / max(lengths.mean_s * lengths.mean_s, 1e-18)
+    return arrival_cv2 + lengths.prefill_cv2
 
 
 def _quantile_of_wait(rho: float, service_s: float, residual_s: float, quantile: float) -> float:
@@ -450,7 +456,7 @@ def _violation(
     context = mix.mean_input_tokens + mix.mean_output_tokens / 2
     step_s = profile.decode_step_ms(batch, context) / 1000.0 if batch > 0 else 0.0
     allowed = 1.0 - slo.quantile
-    tpot_tail = _tpot_miss_share(profile, arrival_rps, mix, lengths, slo.tpot_s, arrival_cv2)
+    tpot_tail = _tpot_miss_share(profile, arrival_rps, mix, lengths, tau, slo.tpot_s, arrival_cv2)
     if tpot_tail > allowed:
         return Binding.TPOT
     # Each request's own prefill (its prompt's) comes after the wait, which does not depend on it.
