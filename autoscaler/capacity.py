@@ -549,12 +549,13 @@ def capacity_at_slo(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, rep
     Returns rps = 0 with the binding condition and a reason when even a lone request misses the SLO (a prompt
     whose prefill alone is longer than the TTFT bound, a decode step longer than the TPOT bound, or no slot).
     """
-    return _capacity_cached(profile, slo, mix, max(replicas, 1))
+    return pooled_capacity(profile, slo, mix).at(replicas)
 
 
 class PooledCapacity:
-    """Capacity at the SLO of one shape for one SLO and mix, per number of replicas behind the router: the
-    sizing's view, which asks for several counts per decision (a dict lookup each, once computed)."""
+    """Capacity at the SLO of one shape for one SLO and mix, per number of replicas behind the router, each
+    computed once: the cache behind `capacity_at_slo`, and the sizing's view (it asks for several counts per
+    decision)."""
 
     __slots__ = ("_by_replicas", "mix", "profile", "slo")
 
@@ -563,10 +564,11 @@ class PooledCapacity:
         self._by_replicas: dict[int, Capacity] = {}
 
     def at(self, replicas: int) -> Capacity:
-        """Each replica's capacity when there are `replicas` of them."""
+        """Each replica's capacity when there are `replicas` of them (one at least)."""
+        replicas = max(replicas, 1)
         found = self._by_replicas.get(replicas)
         if found is None:
-            found = self._by_replicas[replicas] = _capacity_cached(self.profile, self.slo, self.mix, max(replicas, 1))
+            found = self._by_replicas[replicas] = _capacity(self.profile, self.slo, self.mix, replicas)
         return found
 
     def replicas_for(self, demand_rps: float) -> int:
@@ -590,8 +592,7 @@ def pooled_capacity(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix) -> 
     return PooledCapacity(profile, slo, mix)
 
 
-@functools.lru_cache(maxsize=65536)
-def _capacity_cached(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, replicas: int) -> Capacity:
+def _capacity(profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, replicas: int) -> Capacity:
     arrival_cv2 = arrival_cv2_behind_router(replicas)
     prefill_s = _lengths(profile, mix).mean_s
     if profile.max_concurrency(mix.tokens_per_request) < 1:
