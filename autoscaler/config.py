@@ -226,6 +226,12 @@ class Policy(_Strict):
     metrics_max_age_s: float = Field(
         default=60.0, gt=0, description="Metrics older than this are stale: the service holds."
     )
+    token_mix_half_life_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Half-life of the observed prompt and answer lengths that sizing uses: one minute's mean is a "
+        "noisy sample, and capacity is sensitive to it (0: the last tick's means alone).",
+    )
     shape_switch_min_savings_ratio: float = Field(
         default=0.1,
         ge=0,

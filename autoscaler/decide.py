@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from autoscaler.budget import BudgetCap, BudgetInput, BudgetOutcome, apply_budget, effective_cap
@@ -33,6 +33,7 @@ from autoscaler.placement.targets import Target, TargetFit, fit_targets, synthet
 from autoscaler.shapes import Shape
 from autoscaler.sizing import Option, Sizing, evaluate, size_service
 from autoscaler.stabilize import StabilizeInput, StabilizeOutcome, enforce_cap, stabilize_service
+from autoscaler.token_mix import MixEstimate, update_mix
 from forecasting import Forecast
 
 STAGE_ORDER = (Stage.FORECAST, Stage.SIZE, Stage.BUDGET, Stage.PLACE, Stage.STABILIZE)
@@ -48,6 +49,7 @@ class Demand:
     source: str
     hold: Reason | None = None
     hold_message: str = ""
+    mix_estimate: MixEstimate | None = None  # carried to the next tick in the service's state
 
 
 @dataclass(slots=True)
@@ -94,7 +96,10 @@ def decide(
     """
     now_s = now.timestamp()
     policy = config.scenario.policy
-    works = [_forecast(plan, observation, forecasts.get(name), now_s, config) for name, plan in config.plans.items()]
+    works = [
+        _forecast(plan, observation, forecasts.get(name), now_s, config, state.services.get(name))
+        for name, plan in config.plans.items()
+    ]
     for work in works:
         _size(work, config)
     cap = _budget(works, observation, now, config)
@@ -107,13 +112,17 @@ def decide(
 
 
 def _forecast(
-    plan: ServicePlan, observation: Observation, forecast: Forecast | None, now_s: float, config: CompiledScenario
+    plan: ServicePlan,
+    observation: Observation,
+    forecast: Forecast | None,
+    now_s: float,
+    config: CompiledScenario,
+    previous: ServiceState | None,
 ) -> _Work:
     service = plan.service
-    policy = config.scenario.policy
     observed = observation.services.get(service.name) or ServiceObservation(request_rps=None)
-    default_mix = TokenMix(service.mean_input_tokens, service.mean_output_tokens)
-    demand = _demand(service, observed, forecast, now_s, plan.horizon_s, policy.metrics_max_age_s, default_mix, config)
+    estimate = previous.mix if previous is not None else None
+    demand = _demand(service, observed, forecast, now_s, plan.horizon_s, estimate, config)
     work = _Work(plan, observed, demand)
     summary = "hold" if demand.hold else f"{demand.rps:.3g} req/s"
     work.trace.append(
@@ -128,38 +137,46 @@ def _demand(
     forecast: Forecast | None,
     now_s: float,
     horizon_s: float,
-    max_age_s: float,
-    default_mix: TokenMix,
+    estimate: MixEstimate | None,
     config: CompiledScenario,
 ) -> Demand:
+    policy = config.scenario.policy
+    max_age_s = policy.metrics_max_age_s
+    default_mix = (
+        estimate.mix.bucketed() if estimate else TokenMix(service.mean_input_tokens, service.mean_output_tokens)
+    )
     rps = observed.request_rps
     if observed.sampled_at is None or not usable_metric(rps):
         why = "no metrics" if rps is None else f"unusable request rate {rps!r}"
-        return Demand(0.0, 0.0, default_mix, "", Reason.HOLD_STALE_METRICS, f"{why}: holding, never scaling down")
+        return Demand(
+            0.0, 0.0, default_mix, "", Reason.HOLD_STALE_METRICS, f"{why}: holding, never scaling down", estimate
+        )
     assert rps is not None
     age = now_s - observed.sampled_at.timestamp()
     if age > max_age_s:
         return Demand(
             0.0, 0.0, default_mix, "", Reason.HOLD_STALE_METRICS,
-            f"metrics are {age:.0f} s old (metrics_max_age_s {max_age_s:g}): holding, never scaling down",
+            f"metrics are {age:.0f} s old (metrics_max_age_s {max_age_s:g}): holding, never scaling down", estimate,
         )  # fmt: skip
     mix = default_mix
     tokens_in, tokens_out = observed.input_tokens_per_s, observed.output_tokens_per_s
     if rps > 0 and usable_metric(tokens_in) and usable_metric(tokens_out) and tokens_in and tokens_out:
-        mix = TokenMix(tokens_in / rps, max(tokens_out / rps, 1.0)).bucketed()
-    quantile = config.scenario.policy.forecast_quantile[service.tier]
-    fallback_q = min(config.scenario.policy.budget_fallback_quantile, quantile)
+        seen = TokenMix(tokens_in / rps, max(tokens_out / rps, 1.0))
+        estimate = update_mix(estimate, seen, rps, now_s, policy.token_mix_half_life_s, policy.tick_s)
+        mix = estimate.mix.bucketed()
+    quantile = policy.forecast_quantile[service.tier]
+    fallback_q = min(policy.budget_fallback_quantile, quantile)
     if forecast is None:
-        return Demand(rps, rps, mix, f"observed {rps:.3g} req/s (no forecast)")
+        return Demand(rps, rps, mix, f"observed {rps:.3g} req/s (no forecast)", mix_estimate=estimate)
     peak, used = forecast.peak_over(quantile, horizon_s)
     low, _ = forecast.peak_over(fallback_q, horizon_s)
     if not math.isfinite(peak):
-        return Demand(rps, rps, mix, f"observed {rps:.3g} req/s (forecast has no usable step)")
+        return Demand(rps, rps, mix, f"observed {rps:.3g} req/s (forecast has no usable step)", mix_estimate=estimate)
     peak, low = max(0.0, peak), max(0.0, min(low, peak))
     source = f"p{used * 100:g} of {forecast.model} forecast over {horizon_s / 60:.1f} min: {peak:.3g} req/s"
     if rps > peak:
         source += f"; observed {rps:.3g} req/s is higher and wins"
-    return Demand(max(peak, rps), low, mix, source)
+    return Demand(max(peak, rps), low, mix, source, mix_estimate=estimate)
 
 
 # ── 2. size ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -376,7 +393,10 @@ def _assemble(
                 hold=reason in (Reason.HOLD_STALE_METRICS, Reason.HOLD_CONFLICT),
             )
         )
-    new_state = PolicyState({name: outcome.state for name, outcome in outcomes.items()})
+    estimates = {work.service.name: work.demand.mix_estimate for work in works}
+    new_state = PolicyState(
+        {name: replace(outcome.state, mix=estimates.get(name)) for name, outcome in outcomes.items()}
+    )
     decision = Decision(
         at=now,
         mode=mode,

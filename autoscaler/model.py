@@ -17,6 +17,7 @@ from autoscaler.config import Mode, Tier
 from autoscaler.placement.fragmentation import Fragmentation
 from autoscaler.placement.model import NodeState, PlacedReplica, Placement
 from autoscaler.shapes import Shape
+from autoscaler.token_mix import MixEstimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +178,13 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class ServiceState:
-    """What stabilization remembers of one service between ticks."""
+    """What `decide` remembers of one service between ticks: stabilization's history and the token mix."""
 
     first_seen_s: float
     recommendations: tuple[tuple[float, int], ...] = ()
     last_scale_down_s: float | None = None
     last_target: Mapping[Shape, int] = field(default_factory=dict)
+    mix: MixEstimate | None = None  # the token mix sizing uses (autoscaler/token_mix.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -333,6 +333,42 @@ def test_state_round_trips_between_ticks(chat: CompiledScenario) -> None:
     assert len(state2.services["chat"].recommendations) == 2
 
 
+def _mix_obs(rate: float, prompt: float, answer: float, at: datetime) -> Observation:
+    return Observation(
+        at, {"chat": ServiceObservation(rate, rate * prompt, rate * answer, at, {H100: ShapeReplicas(4)})}
+    )
+
+
+def test_sizing_uses_the_token_mix_of_the_last_minutes_not_of_one_noisy_tick(chat: CompiledScenario) -> None:
+    # Half an hour at 1,000/200 tokens, then one tick whose 450 requests average 1,150-token prompts: 3 standard
+    # errors, noise. Sized on that tick alone, each replica would serve less; on the estimate, as before.
+    state = PolicyState()
+    for k in range(120):
+        tick = NOW + timedelta(seconds=15 * k)
+        _, state = decide(_mix_obs(30.0, 1000, 200, tick), {}, chat, state, tick)
+    at = NOW + timedelta(seconds=15 * 120)
+    steady, _ = decide(_mix_obs(30.0, 1000, 200, at), {}, chat, state, at)
+    noisy, after = decide(_mix_obs(30.0, 1150, 200, at), {}, chat, state, at)
+    alone, _ = decide(_mix_obs(30.0, 1150, 200, at), {}, chat, PolicyState(), at)
+    per_replica = noisy.service("chat").capacity_rps_per_replica
+    assert per_replica == pytest.approx(steady.service("chat").capacity_rps_per_replica, rel=0.01)
+    assert alone.service("chat").capacity_rps_per_replica < 0.95 * per_replica
+    estimate = after.services["chat"].mix
+    assert estimate is not None and 1000 < estimate.mix.mean_input_tokens < 1010
+    # Prompts that double are a new workload, sized for at once.
+    shifted, _ = decide(_mix_obs(30.0, 2000, 200, at), {}, chat, state, at)
+    fresh, _ = decide(_mix_obs(30.0, 2000, 200, at), {}, chat, PolicyState(), at)
+    assert shifted.service("chat").capacity_rps_per_replica == fresh.service("chat").capacity_rps_per_replica
+
+
+def test_held_metrics_keep_the_token_mix_estimate(chat: CompiledScenario) -> None:
+    _, state = decide(_mix_obs(30.0, 1000, 200, NOW), {}, chat, PolicyState(), NOW)
+    later = NOW + timedelta(seconds=15)
+    stale = Observation(later, {"chat": ServiceObservation(None, None, None, later, {H100: ShapeReplicas(4)})})
+    _, held = decide(stale, {}, chat, state, later)
+    assert held.services["chat"].mix == state.services["chat"].mix
+
+
 # ── properties ──────────────────────────────────────────────────────────────────────────────────────────────────
 
 _rates = st.floats(min_value=0.0, max_value=400.0, allow_nan=False)
