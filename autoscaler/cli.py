@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from autoscaler.capacity import LatencySlo, LengthSpread, TokenMix, capacity_at_slo
+from autoscaler.capacity import LatencySlo, LengthSpread, Routing, TokenMix, capacity_at_slo
 from autoscaler.catalog import Catalog, load_catalog
 from autoscaler.compiled import CompiledScenario, compile_scenario
 from autoscaler.config import ConfigIssue, Scenario, check_scenario, issues_from_validation_error, load_scenario
@@ -226,6 +226,9 @@ def profile_capacity(
     ] = LengthSpread.EXPONENTIAL,
     quantile: Annotated[float, typer.Option(help="Share of requests within both bounds.", min=0.5, max=0.9999)] = 0.95,
     replicas: Annotated[int, typer.Option(help="Replicas behind one router (each sustains more).", min=1)] = 1,
+    routing: Annotated[
+        Routing, typer.Option(help="How the router spreads requests (only least_loaded credits more replicas).")
+    ] = Routing.LEAST_LOADED,
     precision: Annotated[Precision, typer.Option(help="Weight precision.")] = Precision.BF16,
 ) -> None:
     """Print the capacity at SLO of one replica, what binds it, and the latency there."""
@@ -235,9 +238,9 @@ def profile_capacity(
     except (KeyError, ValueError) as exc:
         raise _fail(str(exc.args[0] if exc.args else exc)) from None
     slo = LatencySlo(ttft_p95_s, tpot_p95_s, quantile)
-    result = capacity_at_slo(profile, slo, TokenMix(input_tokens, output_tokens, lengths), replicas)
+    result = capacity_at_slo(profile, slo, TokenMix(input_tokens, output_tokens, lengths), replicas, routing)
     at = result.at_capacity
-    each = f" each of {replicas} replicas" if replicas > 1 else ""
+    each = f" each of {replicas} replicas behind {routing} routing" if replicas > 1 else ""
     out.print(f"{profile.model} on {profile.shape}: {result.rps:.4g} req/s{each} at the SLO, bound by {result.binding}")
     if result.reason:
         out.print(f"  {result.reason}", markup=False)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autoscaler.capacity import Routing
 from autoscaler.catalog import Catalog
 from autoscaler.datafiles import load_yaml
 from autoscaler.errors import ConfigError
@@ -160,6 +161,12 @@ class Service(_Strict):
         default=0.0,
         ge=0,
         description="Seconds a new replica needs beyond the profile's engine start (image pull, sidecars).",
+    )
+    routing: Routing = Field(
+        default=Routing.LEAST_LOADED,
+        description="How the router in front of the replicas spreads requests: behind least_loaded (Ray Serve, LLM "
+        "gateways, Envoy least-request) n replicas each sustain more than a lone one; round_robin (kube-proxy in IPVS "
+        "mode) and random (a plain Kubernetes Service, kube-proxy in iptables mode) get no such credit.",
     )
 
     @model_validator(mode="after")

@@ -1,8 +1,9 @@
 """Stage 2, sizing: demand x performance -> replicas per candidate shape, and the cheapest shape that meets the SLO.
 
 For demand lambda (req/s, already the quantile the service's tier is sized for) and a candidate shape whose
-replicas each sustain C(n) req/s at the SLO when there are n of them behind one router (`pooled_capacity`; more
-replicas smooth each one's arrivals, so C grows with n), the shape needs the fewest n with n x C(n) >= lambda,
+replicas each sustain C(n) req/s at the SLO when there are n of them behind one router (`pooled_capacity`; behind
+a least-loaded router, more replicas smooth each one's arrivals, so C grows with n; behind the service's
+`routing: round_robin` or `random`, C(n) = C(1)), the shape needs the fewest n with n x C(n) >= lambda,
 bounded by min_replicas and max_replicas. Its cost is n x the price of one replica. The cheapest shape whose n
 fits max_replicas wins; a service stays on its current shape unless the cheaper one saves at least
 `shape_switch_min_savings_ratio` (moving costs a cold start). Mixing shapes within a service would need
@@ -65,7 +66,7 @@ def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: To
     if candidate.profile is None:
         return Option(candidate, None, 0, math.inf, False, candidate.rejected)
     slo = LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s, service.slo.quantile)
-    pool = pooled_capacity(candidate.profile, slo, mix)
+    pool = pooled_capacity(candidate.profile, slo, mix, service.routing)
     single = pool.at(1)
     if single.rps <= 0:
         return Option(candidate, single, 0, math.inf, False, f"cannot meet the SLO at any load: {single.reason}")

@@ -2,10 +2,14 @@
 
 Discrete events on one clock (a heap of times):
 - arrival: a request of a service reaches its gateway (the traces' arrivals, merged in time order, run beside
-  the heap). The gateway sends it to the ready replica with the fewest
-  requests in flight, among those below `max_ongoing` (the replica's engine slots); when every replica is full or
-  none is ready, it waits in the gateway's FIFO queue (Ray Serve's handle queue, Knative's activator buffer) and goes
-  to the first replica that frees a slot or becomes ready. With one slot per replica this is the M/M/c queue.
+  the heap). By the service's `routing`:
+  - least_loaded (the default): to the ready replica with the fewest requests in flight, among those below
+    `max_ongoing` (the replica's engine slots); when every replica is full or none is ready, it waits in the
+    gateway's FIFO queue (Ray Serve's handle queue, Knative's activator buffer) and goes to the first replica that
+    frees a slot or becomes ready. With one slot per replica this is the M/M/c queue.
+  - round_robin and random: to the next ready replica in turn, or to one drawn at random (seeded by the service's
+    name), full or not: it queues in that replica's engine, as behind kube-proxy. With none ready, it waits in the
+    gateway's queue.
 - engine: a replica's engine ends an iteration (`engine.ReplicaEngine`, the performance model of `perf.py`).
 - ready: a replica finishes its cold start: node provisioning when its pool has no free GPU for it (the pool's
   `node_provisioning_s`), then the replica's startup (image pull, weight load, engine init; `startup_s` of its
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import heapq
 import math
+import random
+import zlib
 from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
 
+from autoscaler.capacity import Routing
 from autoscaler.compiled import Candidate, CompiledScenario
 from autoscaler.config import NodePool
 from autoscaler.native import picklable_by_fields
@@ -223,10 +230,25 @@ class _Pool:
             self.unneeded_since = None
 
 
+# The routings as small ints, for the per-arrival branch.
+_LEAST_LOADED, _ROUND_ROBIN, _RANDOM = 0, 1, 2
+_ROUTING_CODE = {Routing.LEAST_LOADED: _LEAST_LOADED, Routing.ROUND_ROBIN: _ROUND_ROBIN, Routing.RANDOM: _RANDOM}
+
+
 class _Service:
-    def __init__(self, requests: ServiceRequests, max_ongoing: int | None, history_s: float, sample_s: float) -> None:
+    def __init__(
+        self,
+        requests: ServiceRequests,
+        max_ongoing: int | None,
+        history_s: float,
+        sample_s: float,
+        routing: Routing = Routing.LEAST_LOADED,
+    ) -> None:
         self.requests = requests
         self.name = requests.service
+        self.routing = _ROUTING_CODE[routing]
+        self.turn = 0  # round robin's next position among the ready replicas
+        self.draw = random.Random(zlib.crc32(self.name.encode()))  # random routing's, the same on every replay
         self.replicas: list[SimReplica] = []
         self.ready: list[SimReplica] = []  # the replicas the gateway routes to
         self.gateway: deque[int] = deque()
@@ -272,7 +294,10 @@ class FleetSim:
         self.node_idle_s = node_idle_s
         self.drain_grace_s = drain_grace_s
         self.instant_start = instant_start
-        self.services = {name: _Service(reqs, max_ongoing, history_s, sample_s) for name, reqs in requests.items()}
+        self.services = {
+            name: _Service(reqs, max_ongoing, history_s, sample_s, config.plans[name].service.routing)
+            for name, reqs in requests.items()
+        }
         self.pools = {name: _Pool(pool) for name, pool in config.pools.items()}
         self.heap: list[tuple[float, int, int, object, int]] = []
         self.order = 0
@@ -357,6 +382,14 @@ class FleetSim:
             self._submit(target, i)
 
     def _route(self, service: _Service) -> SimReplica | None:
+        if service.routing != _LEAST_LOADED:
+            ready = service.ready
+            if not ready:
+                return None
+            if service.routing == _ROUND_ROBIN:
+                service.turn = (service.turn + 1) % len(ready)
+                return ready[service.turn]
+            return ready[int(service.draw.random() * len(ready))]
         best: SimReplica | None = None
         least = 1 << 60
         for replica in service.ready:

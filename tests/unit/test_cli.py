@@ -321,9 +321,13 @@ def test_profile_capacity_prints_a_rate() -> None:
     pooled = invoke(["profile", "capacity", "Llama-3.1-8B", "H100-80GB", "--replicas", "4"])
     assert fixed.exit_code == 0 and pooled.exit_code == 0, fixed.output + pooled.output
     fixed_rps = re.match(r"^.*?: ([0-9.]+) req/s at the SLO", fixed.stdout)
-    pooled_rps = re.match(r"^.*?: ([0-9.]+) req/s each of 4 replicas at the SLO", pooled.stdout)
+    pooled_rps = re.match(r"^.*?: ([0-9.]+) req/s each of 4 replicas behind least_loaded routing", pooled.stdout)
     assert fixed_rps is not None and pooled_rps is not None, fixed.stdout + pooled.stdout
     assert float(fixed_rps[1]) > float(match[1]) and float(pooled_rps[1]) > float(match[1])
+    # Behind a random pick, four replicas are four lone ones.
+    blind = invoke(["profile", "capacity", "Llama-3.1-8B", "H100-80GB", "--replicas", "4", "--routing", "random"])
+    blind_rps = re.match(r"^.*?: ([0-9.]+) req/s each of 4 replicas behind random routing", blind.stdout)
+    assert blind_rps is not None and float(blind_rps[1]) == float(match[1]), blind.output
 
 
 @pytest.mark.parametrize(

@@ -207,6 +207,20 @@ RULE_CASES = [
         "gold",
     ),
     RuleCase(
+        "unknown routing",
+        (("services[0].routing", "ipvs"),),
+        "services[0].routing",
+        "Input should be 'least_loaded', 'round_robin' or 'random'",
+        "ipvs",
+    ),
+    RuleCase(
+        "negative token_mix_half_life_s",
+        (("policy", {"token_mix_half_life_s": -1}),),
+        "policy.token_mix_half_life_s",
+        "Input should be greater than or equal to 0",
+        -1,
+    ),
+    RuleCase(
         "budget_fallback_quantile above 1",
         (("policy", {"budget_fallback_quantile": 1.5}),),
         "policy.budget_fallback_quantile",

@@ -361,6 +361,25 @@ def test_sizing_uses_the_token_mix_of_the_last_minutes_not_of_one_noisy_tick(cha
     assert shifted.service("chat").capacity_rps_per_replica == fresh.service("chat").capacity_rps_per_replica
 
 
+def test_a_random_router_gets_no_pooling_credit(catalog: Catalog, book: ProfileBook) -> None:
+    # Demand that 8 balanced replicas serve (each a little above a lone one's capacity) needs 9 behind kube-proxy.
+    demand = 7.9 * _chat_capacity(book, 8)
+    data = scenario_dict()
+    data["services"][0]["routing"] = "random"
+    random_routed = compile_dict(data, catalog, book)
+    balanced, _ = decide(
+        _obs({"chat": demand}, {"chat": {H100: 8}}),
+        {},
+        compile_dict(scenario_dict(), catalog, book),
+        PolicyState(),
+        NOW,
+    )
+    plain, _ = decide(_obs({"chat": demand}, {"chat": {H100: 8}}), {}, random_routed, PolicyState(), NOW)
+    assert balanced.service("chat").desired == {H100: 8}
+    assert plain.service("chat").desired == {H100: 9}
+    assert plain.service("chat").capacity_rps_per_replica == pytest.approx(_chat_capacity(book, 1))
+
+
 def test_held_metrics_keep_the_token_mix_estimate(chat: CompiledScenario) -> None:
     _, state = decide(_mix_obs(30.0, 1000, 200, NOW), {}, chat, PolicyState(), NOW)
     later = NOW + timedelta(seconds=15)

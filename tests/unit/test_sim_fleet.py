@@ -126,3 +126,24 @@ def test_new_replicas_start_cold_and_removed_ones_drain(chat: CompiledScenario) 
     summary = summarize(result, chat)
     assert summary.unserved == 0 and summary.requests == 1200
     assert summary.scale_events == 2
+
+
+def _ttfts_on_four_replicas(routing: str) -> list[float]:
+    """TTFTs of the same 4,000 requests on four H100 replicas behind `routing`, at four lone capacities."""
+    data = scenario_dict()
+    data["services"][0]["routing"] = routing
+    config = compile_dict(data, CATALOG, BOOK)
+    mix = TokenMix(1000, 200)
+    rate = 4 * capacity_at_slo(BOOK.profile("Llama-3.1-8B", H100, Precision.BF16), LatencySlo(0.5, 0.05), mix).rps
+    requests = {"chat": ServiceRequests("chat", poisson_arrivals(rate, 4000, 3), [1000] * 4000, [200] * 4000)}
+    return list(FleetSim(config, requests).run(FixedTargets({"chat": {H100: 4}}, routing)).ttft_s["chat"])
+
+
+def test_the_gateway_routes_as_the_service_says() -> None:
+    """With equal lengths, round robin spaces each replica's arrivals evenly and queues least; a random pick (a
+    plain Kubernetes Service) does not, and draws the same replicas on every replay (seeded by the service's
+    name). tests/unit/test_capacity.py checks what each routing does to the SLO with lengths that vary."""
+    randomly = _ttfts_on_four_replicas("random")
+    assert randomly == _ttfts_on_four_replicas("random")
+    in_turn = _ttfts_on_four_replicas("round_robin")
+    assert percentile(in_turn, 0.99) < 0.6 * percentile(randomly, 0.99)
