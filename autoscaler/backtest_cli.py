@@ -1,7 +1,7 @@
 """`fleetscale backtest`: how well each forecasting model would have predicted a real trace.
 
-Kept apart from cli.py so that the command line stays readable; the CLI (the composition root) loads the trace
-with the adapters and hands this module a RateSeries.
+The command (`autoscaler/cli/backtest_command.py`) is only the shell: it loads the trace with the adapters and hands
+this module a RateSeries.
 """
 
 from __future__ import annotations

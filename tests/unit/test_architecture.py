@@ -19,7 +19,7 @@ def test_import_contracts_are_kept() -> None:
 def test_decision_core_reads_no_clock() -> None:
     """Stages are pure: no wall-clock reads anywhere in the core (ruff's TID251 bans them too)."""
     for path in (ROOT / "autoscaler").rglob("*.py"):
-        if path.name == "cli.py":
+        if "cli" in path.relative_to(ROOT).parts:  # the command line is the shell, not the core
             continue
         text = path.read_text(encoding="utf-8")
         for banned in ("time.time(", "datetime.now(", "datetime.utcnow(", "time.monotonic("):
