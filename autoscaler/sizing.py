@@ -124,9 +124,11 @@ def size_service(
         reason, binding = Reason.AT_MIN_REPLICAS, "min_replicas"
     else:
         reason, binding = Reason.STEADY, str(chosen.capacity.binding)
+    routing = "" if service.routing.pools else f", {service.routing} routing: no pooling credit"
     message = (
-        f"{chosen.replicas} x {chosen.shape} for {demand_rps:.3g} req/s: {chosen.capacity.rps:.3g} req/s per replica "
-        f"at the SLO (bound by {chosen.capacity.binding}), ${chosen.cost_usd_per_h:.2f}/h{keep_note}"
+        f"{chosen.replicas} x {chosen.shape} for {demand_rps:.3g} req/s of {mix.mean_input_tokens:,.0f}/"
+        f"{mix.mean_output_tokens:,.0f} tokens: {chosen.capacity.rps:.3g} req/s per replica at the SLO (bound by "
+        f"{chosen.capacity.binding}{routing}), ${chosen.cost_usd_per_h:.2f}/h{keep_note}"
     )
     return Sizing(demand_rps, mix, chosen, options, reason, binding, message, rejected)
 

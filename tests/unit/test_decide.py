@@ -378,6 +378,8 @@ def test_a_random_router_gets_no_pooling_credit(catalog: Catalog, book: ProfileB
     assert balanced.service("chat").desired == {H100: 8}
     assert plain.service("chat").desired == {H100: 9}
     assert plain.service("chat").capacity_rps_per_replica == pytest.approx(_chat_capacity(book, 1))
+    sized = next(t for t in plain.service("chat").trace if t.stage is Stage.SIZE)
+    assert "of 1,000/200 tokens" in sized.message and "random routing: no pooling credit" in sized.message
 
 
 def test_held_metrics_keep_the_token_mix_estimate(chat: CompiledScenario) -> None:
