@@ -588,18 +588,19 @@ class PooledCapacity:
     each computed once: the cache behind `capacity_at_slo`, and the sizing's view (it asks for several counts per
     decision)."""
 
-    __slots__ = ("_by_replicas", "mix", "profile", "routing", "slo")
+    __slots__ = ("_by_replicas", "_pools", "mix", "profile", "routing", "slo")
 
     def __init__(
         self, profile: ReplicaProfile, slo: LatencySlo, mix: TokenMix, routing: Routing = Routing.LEAST_LOADED
     ) -> None:
         self.profile, self.slo, self.mix, self.routing = profile, slo, mix, routing
+        self._pools = routing.pools  # read once: sizing asks `at` thousands of times per decision
         self._by_replicas: dict[int, Capacity] = {}
 
     def at(self, replicas: int) -> Capacity:
         """Each replica's capacity when there are `replicas` of them (one at least)."""
         # Behind a router blind to load every count is a lone replica's: one figure serves them all.
-        replicas = max(replicas, 1) if self.routing.pools else 1
+        replicas = max(replicas, 1) if self._pools else 1
         found = self._by_replicas.get(replicas)
         if found is None:
             found = self._by_replicas[replicas] = _capacity(self.profile, self.slo, self.mix, replicas, self.routing)

@@ -59,6 +59,7 @@ class _Work:
     plan: ServicePlan
     observed: ServiceObservation
     demand: Demand
+    current: dict[Shape, int] = field(default_factory=dict)  # observed.current(), read by every stage
     sizing: Sizing | None = None
     budget: BudgetOutcome | None = None
     replicas: int = 0
@@ -123,7 +124,7 @@ def _forecast(
     observed = observation.services.get(service.name) or ServiceObservation(request_rps=None)
     estimate = previous.mix if previous is not None else None
     demand = _demand(service, observed, forecast, now_s, plan.horizon_s, estimate, config)
-    work = _Work(plan, observed, demand)
+    work = _Work(plan, observed, demand, observed.current())
     summary = "hold" if demand.hold else f"{demand.rps:.3g} req/s"
     work.trace.append(
         StageTrace(Stage.FORECAST, summary, demand.hold or Reason.STEADY, demand.hold_message or demand.source)
@@ -182,8 +183,7 @@ def _demand(
 # ── 2. size ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
-def _primary_shape(observed: ServiceObservation) -> Shape | None:
-    current = observed.current()
+def _primary_shape(current: Mapping[Shape, int]) -> Shape | None:
     if not current:
         return None
     return max(current, key=lambda s: (current[s], str(s)))
@@ -191,7 +191,7 @@ def _primary_shape(observed: ServiceObservation) -> Shape | None:
 
 def _size(work: _Work, config: CompiledScenario) -> None:
     policy = config.scenario.policy
-    current_shape = _primary_shape(work.observed)
+    current_shape = _primary_shape(work.current)
     if work.demand.hold is not None:
         work.sizing = _held_sizing(work, current_shape)
         work.trace.append(StageTrace(Stage.SIZE, "hold", work.demand.hold, "not sized: holding"))
@@ -207,7 +207,7 @@ def _size(work: _Work, config: CompiledScenario) -> None:
 
 def _held_sizing(work: _Work, shape: Shape | None) -> Sizing:
     """A sizing that keeps what exists, so that the budget stage counts a held service's cost."""
-    existing = work.observed.current()
+    existing = work.current
     if shape is None:  # nothing exists yet: the cheapest shape that holds the model, at min_replicas
         usable = [c for c in work.plan.candidates if c.profile is not None]
         candidate = min(usable, key=lambda c: (c.price_usd_per_h, str(c.shape)), default=None)
@@ -234,9 +234,7 @@ def _unit_price(plan: ServicePlan, shape: Shape, config: CompiledScenario) -> fl
 
 
 def _budget(works: list[_Work], observation: Observation, now: datetime, config: CompiledScenario) -> BudgetCap:
-    current_cost = sum(
-        n * _unit_price(w.plan, shape, config) for w in works for shape, n in w.observed.current().items()
-    )
+    current_cost = sum(n * _unit_price(w.plan, shape, config) for w in works for shape, n in w.current.items())
     cap = effective_cap(config.scenario.budget, now, observation.month_to_date_spend_usd, current_cost)
     items = []
     for work in works:
@@ -269,7 +267,7 @@ def _place(works: list[_Work], observation: Observation, config: CompiledScenari
     for work in works:
         chosen = work.sizing.chosen if work.sizing else None
         shape = chosen.shape if chosen is not None else None
-        others = {s: n for s, n in work.observed.current().items() if s != shape}
+        others = {s: n for s, n in work.current.items() if s != shape}
         # A held service keeps what runs: it never gives way here (safety rule 1).
         floor = work.replicas if work.demand.hold is not None else work.service.min_replicas
         targets.append(
@@ -357,7 +355,7 @@ def _assemble(
         outcome = outcomes[item.name]
         sizing = work.sizing
         assert sizing is not None and work.budget is not None
-        current = work.observed.current()
+        current = work.current
         target = {s: n for s, n in outcome.target.items() if n > 0 or current.get(s, 0) > 0}
         desired = {item.primary: work.replicas} if item.primary is not None else {}
         cost = sum(n * item.unit_price.get(s, 0.0) for s, n in target.items())
