@@ -52,11 +52,12 @@ def update_mix(
 
     The tick's requests are its rate times the seconds since the last update (`tick_s` on the first tick, and at
     most one half-life, so that a long gap does not give one tick the weight of hours). A half-life of 0 keeps only
-    the last tick.
+    the last tick. A tick at or before the last update (a decision computed again) adds nothing.
     """
-    if previous is None or half_life_s <= 0 or now_s <= previous.at_s:
-        elapsed = tick_s if previous is None or now_s <= previous.at_s else now_s - previous.at_s
-        return MixEstimate(observed, rate_rps * elapsed, now_s)
+    if previous is None or half_life_s <= 0:
+        return MixEstimate(observed, rate_rps * tick_s, now_s)
+    if now_s <= previous.at_s:
+        return previous
     elapsed = min(now_s - previous.at_s, half_life_s)
     requests = rate_rps * elapsed
     old = previous.mix

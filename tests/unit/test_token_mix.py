@@ -76,3 +76,8 @@ def test_a_long_gap_weighs_one_half_life_at_most() -> None:
     after = update_mix(estimate, TokenMix(1030.0, 200.0), 10.0, estimate.at_s + 3 * 3600, HALF_LIFE, TICK)
     assert after.requests == pytest.approx(10.0 * HALF_LIFE, rel=0.01)
     assert after.mix.mean_input_tokens == pytest.approx(1030.0, abs=1.0)
+
+
+def test_a_decision_computed_again_at_the_same_time_changes_nothing() -> None:
+    estimate = _run([(1000.0, 200.0)] * 40, 10.0)
+    assert update_mix(estimate, TokenMix(3000.0, 50.0), 10.0, estimate.at_s, HALF_LIFE, TICK) == estimate
