@@ -182,6 +182,7 @@ def whatif_command(
         knob_maker,
         knob_values,
         table_rows,
+        verdict,
     )
 
     compiled = compile_file(scenario_file)
@@ -222,9 +223,9 @@ def whatif_command(
                 result = tune(name, knob, make, knob_values(name), compiled, requests, tune_baselines)
             tuned[name] = result
             factories[name] = functools.partial(make, result.value)
-            verdict = "reaches" if result.reached else "does not reach; best"
+            outcome = "reaches" if result.reached else "does not reach; best"
             out.print(
-                f"tuned {name}: {knob} = {result.value:.3g} {verdict} {result.summary.slo_attainment:.2%} "
+                f"tuned {name}: {knob} = {result.value:.3g} {outcome} {result.summary.slo_attainment:.2%} "
                 f"at ${result.summary.cost_usd:.2f} ({result.tried} settings replayed)",
                 markup=False,
             )
@@ -252,6 +253,8 @@ def whatif_command(
         "Cost counts each replica's GPU share from creation (cold start included) to its end.",
         markup=False,
     )
+    if tune_baselines is not None:
+        out.print(verdict(comparison, tune_baselines), markup=False)
     if decisions is not None:
         import csv
 
@@ -282,6 +285,8 @@ def whatif_command(
             header["baselines tuned to"] = f"{tune_baselines:.2%} attainment: " + ", ".join(
                 f"{n} {t.knob} {t.value:.3g}" + ("" if t.reached else " (not reached)") for n, t in tuned.items()
             )
+        if tune_baselines is not None:
+            header["verdict"] = verdict(comparison, tune_baselines)
         written = write_report(report, comparison, compiled, table_rows(comparison), COLUMNS, header)
         out.print(f"report: {report / 'summary.md'} ({len(written)} files)", markup=False)
     if json_out is not None:
@@ -290,7 +295,9 @@ def whatif_command(
             for name, w in workloads.items()
         }
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(comparison_json(comparison, info, rate_scale, tuned), indent=2) + "\n")
+        json_out.write_text(
+            json.dumps(comparison_json(comparison, info, rate_scale, tuned, tune_baselines), indent=2) + "\n"
+        )
         out.print(f"wrote {json_out}", markup=False)
 
 

@@ -95,14 +95,45 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
     return rows
 
 
+def cheapest_reaching(comparison: Comparison, attainment: float) -> str | None:
+    """The cheapest policy whose SLO attainment reaches `attainment` (the bounds, clairvoyant, left out)."""
+    reaching = [
+        (summary.cost_usd, name)
+        for name, summary in comparison.summaries.items()
+        if name not in BOUNDS and summary.slo_attainment >= attainment
+    ]
+    return min(reaching)[1] if reaching else None
+
+
+def verdict(comparison: Comparison, attainment: float) -> str:
+    """One line for a capacity planner: which policy is cheapest at the target, and where fleetscale stands."""
+    best = cheapest_reaching(comparison, attainment)
+    line = f"cheapest at >= {attainment:.2%} attainment: "
+    if best is None:
+        line += "no policy reaches it"
+    else:
+        line += f"{best} (${comparison.summaries[best].cost_usd:,.2f})"
+    fleetscale = comparison.summaries.get("fleetscale")
+    if fleetscale is not None and best != "fleetscale":
+        if fleetscale.slo_attainment < attainment:
+            line += f"; fleetscale ${fleetscale.cost_usd:,.2f} at {fleetscale.slo_attainment:.2%}, below it"
+        elif best is not None:
+            ratio = fleetscale.cost_usd / comparison.summaries[best].cost_usd
+            line += f"; fleetscale ${fleetscale.cost_usd:,.2f} ({ratio:.2f}x)"
+    return line
+
+
 def comparison_json(
     comparison: Comparison,
     trace: Mapping[str, Any],
     rate_scale: float,
     tuned: Mapping[str, Tuned] | None = None,
+    target: float | None = None,
 ) -> dict[str, Any]:
     """`{"trace": {...}, "rate_scale": k, "policies": {name: {requests, slo_attainment, ttft_p95_s, tpot_p95_s,
-    gpu_hours, cost_usd, scale_events, unserved, cost_vs_oracle}}}`; NaN (no served request) is written as null."""
+    gpu_hours, cost_usd, scale_events, unserved, cost_vs_oracle}}}`; NaN (no served request) is written as null.
+    With a `target` attainment (`--tune-baselines`), also `"target_attainment"` and `"cheapest_reaching_target"`
+    (a policy name, or null)."""
 
     def clean(value: float | int) -> float | int | None:
         return None if isinstance(value, float) and math.isnan(value) else value
@@ -114,4 +145,8 @@ def comparison_json(
         if tuned and name in tuned:
             data["tuned"] = {"knob": tuned[name].knob, "value": tuned[name].value, "reached": tuned[name].reached}
         policies[name] = data
-    return {"trace": dict(trace), "rate_scale": rate_scale, "policies": policies}
+    whole: dict[str, Any] = {"trace": dict(trace), "rate_scale": rate_scale, "policies": policies}
+    if target is not None:
+        whole["target_attainment"] = target
+        whole["cheapest_reaching_target"] = cheapest_reaching(comparison, target)
+    return whole

@@ -432,11 +432,22 @@ def test_whatif_compares_the_policies_and_writes_the_json_contract(tmp_path: Pat
     for name in ("static", "hpa", "rayserve"):
         if data["policies"][name]["tuned"]["reached"]:
             assert data["policies"][name]["slo_attainment"] >= 0.9
+    # The cheapest policy at the target (the clairvoyant bounds left out), in the JSON and in one printed line.
+    assert data["target_attainment"] == 0.9
+    reaching = {
+        name: figures["cost_usd"]
+        for name, figures in data["policies"].items()
+        if name not in ("oracle", "instant_start") and figures["slo_attainment"] >= 0.9
+    }
+    best = min(reaching, key=lambda name: reaching[name])
+    assert data["cheapest_reaching_target"] == best
+    assert f"cheapest at >= 90.00% attainment: {best} (${reaching[best]:,.2f})" in result.output
     rows = decisions.read_text().splitlines()
     assert rows[0] == "time_s,service,shape,current,target,reason,predicted_demand_rps,cost_usd_per_h"
     assert len(rows) > 30 and all(row.split(",")[1] == "code" for row in rows[1:])
     assert {p.name for p in report.iterdir()} == {"summary.md", "demand_capacity.png", "latency_cdf.png", "cost.png"}
     assert "| oracle |" in (report / "summary.md").read_text()
+    assert f"cheapest at >= 90.00% attainment: {best}" in (report / "summary.md").read_text()
     assert (report / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
