@@ -314,7 +314,8 @@ def preflight(compiled: CompiledScenario) -> list[str]:
     """Every (service kind, shape) whose capacity computation raises, with the error (empty when all work).
 
     One failing capacity makes decide() fail for the whole fleet; this names the culprit instead. (Before the fix
-    in autoscaler/capacity.py `_md1_tail_cdf`, a TTFT bound above about 126 prefill times raised OverflowError.)
+    in `md1_tail_cdf`, autoscaler/capacity/queueing.py, a TTFT bound above about 126 prefill times raised
+    OverflowError.)
     """
     failures = []
     for plan in list(compiled.plans.values())[: len(TEMPLATES)]:

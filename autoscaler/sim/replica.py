@@ -1,6 +1,6 @@
 """Discrete-event simulation of one replica, request by request, with the step times of `perf.py`.
 
-The engine (the same one `capacity.py` describes in closed form):
+The engine (the same one `autoscaler/capacity` describes in closed form):
 - one FIFO queue; a waiting request is admitted when a slot is free (fewer than `max_num_seqs` running and room
   for its prompt and output tokens in the KV cache);
 - an admitted request gets a prefill iteration of its own (`profile.prefill_ms(prompt)`), which produces its
