@@ -51,6 +51,7 @@ bench: $(NATIVE)
 	$(BIN)/python benchmarks/forecast_cost.py --series 40
 	$(BIN)/python benchmarks/placement.py
 	$(BIN)/python benchmarks/sim_speed.py
+	$(BIN)/python benchmarks/replay_bounds.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NATIVE)
