@@ -40,12 +40,15 @@ class Shape:
     mig_profile: str | None = None
     fraction: float = 1.0
     nodes: int = 1  # whole-GPU shapes only: the group spans this many nodes, `gpus` on each
-    # Shapes key dicts on every tick of a replay: the hash of the fields is computed once.
+    # Shapes key dicts on every tick of a replay, and their names order ties in sizing and messages: the hash of the
+    # fields and the name are computed once.
     _hash: int = field(default=0, init=False, repr=False, compare=False)
+    _text: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fields = (self.gpu_type, self.kind, self.gpus, self.mig_profile, self.fraction, self.nodes)
         object.__setattr__(self, "_hash", hash(fields))
+        object.__setattr__(self, "_text", self._name())
 
     def __hash__(self) -> int:
         return self._hash
@@ -55,6 +58,9 @@ class Shape:
         return Shape, (self.gpu_type, self.kind, self.gpus, self.mig_profile, self.fraction, self.nodes)
 
     def __str__(self) -> str:
+        return self._text
+
+    def _name(self) -> str:
         if self.kind is ShapeKind.MIG:
             return f"{self.gpu_type}/{self.mig_profile}"
         if self.kind is ShapeKind.FRACTION:
