@@ -253,8 +253,9 @@ def whatif_command(
         "Cost counts each replica's GPU share from creation (cold start included) to its end.",
         markup=False,
     )
-    if tune_baselines is not None:
-        out.print(verdict(comparison, tune_baselines), markup=False)
+    summary_line = verdict(comparison, tune_baselines) if tune_baselines is not None else None
+    if summary_line is not None:
+        out.print(summary_line, markup=False)
     if decisions is not None:
         import csv
 
@@ -285,8 +286,8 @@ def whatif_command(
             header["baselines tuned to"] = f"{tune_baselines:.2%} attainment: " + ", ".join(
                 f"{n} {t.knob} {t.value:.3g}" + ("" if t.reached else " (not reached)") for n, t in tuned.items()
             )
-        if tune_baselines is not None:
-            header["verdict"] = verdict(comparison, tune_baselines)
+        if summary_line is not None:
+            header["verdict"] = summary_line
         written = write_report(report, comparison, compiled, table_rows(comparison), COLUMNS, header)
         out.print(f"report: {report / 'summary.md'} ({len(written)} files)", markup=False)
     if json_out is not None:
