@@ -117,8 +117,8 @@ def capacity_at_slo(
     routing: Routing = Routing.LEAST_LOADED,
 ) -> Capacity:
     """The highest arrival rate (req/s) each of `replicas` replicas sustains with a share `slo.quantile` of
-    requests within both latency bounds (more replicas behind a router that balances them smooth each one's
-    arrivals, see `arrival_cv2_behind_router`).
+    requests within both latency bounds (more replicas behind a least-loaded router smooth each one's arrivals,
+    see `arrival_cv2_behind_router`; behind round robin or a random pick, each is a lone replica).
 
     Returns rps = 0 with the binding condition and a reason when even a lone request misses the SLO (a prompt
     whose prefill alone is longer than the TTFT bound, a decode step longer than the TPOT bound, or no slot).
