@@ -54,6 +54,10 @@ class CompiledScenario:
     pools: Mapping[str, NodePool]
     pool_price_usd_per_gpu_h: Mapping[str, float]
 
+    def __repr__(self) -> str:
+        # The whole scenario with every profile runs to tens of kilobytes; tests and logs need its name.
+        return f"CompiledScenario({self.scenario.name!r}, {len(self.plans)} services)"
+
     def price_of(self, shape: Shape, pool: str) -> float:
         return self.pool_price_usd_per_gpu_h[pool] * self.catalog.gpu_share(shape)
 

@@ -8,6 +8,7 @@ shape hold the model) are checked by `check_scenario`, which reports in the same
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -125,6 +126,110 @@ class ServiceSlo(_Strict):
     )
 
 
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a DNS subdomain, as Kubernetes object names are
+_K8S_KIND = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+_API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class WorkloadKind(StrEnum):
+    """The workloads fleetscale knows how to scale; any other Kubernetes kind with a scale subresource is named with
+    its `api_version`."""
+
+    DEPLOYMENT = "Deployment"
+    STATEFUL_SET = "StatefulSet"
+    LEADER_WORKER_SET = "LeaderWorkerSet"
+    RAY_SERVICE = "RayService"
+    RAY_SERVE_DEPLOYMENT = "RayServeDeployment"
+
+    @property
+    def api_version(self) -> str | None:
+        return _KNOWN_API_VERSIONS[self]
+
+
+_KNOWN_API_VERSIONS: dict[WorkloadKind, str | None] = {
+    WorkloadKind.DEPLOYMENT: "apps/v1",
+    WorkloadKind.STATEFUL_SET: "apps/v1",
+    WorkloadKind.LEADER_WORKER_SET: "leaderworkerset.x-k8s.io/v1",
+    WorkloadKind.RAY_SERVICE: "ray.io/v1",
+    WorkloadKind.RAY_SERVE_DEPLOYMENT: None,  # not a Kubernetes object: a deployment of a Ray Serve application
+}
+
+
+class WorkloadRef(_Strict):
+    """The workload whose replica count fleetscale sets: a Kubernetes object with a scale subresource
+    (`namespace` and `name`), or a Ray Serve deployment (`app` and `name`)."""
+
+    kind: str = Field(
+        description="Deployment, StatefulSet, LeaderWorkerSet, RayService, RayServeDeployment, or any Kubernetes kind "
+        "with a scale subresource (then with its api_version)."
+    )
+    name: str = Field(min_length=1, max_length=253, description="The object's name (the Serve deployment's name).")
+    namespace: str | None = Field(default=None, description="Kubernetes namespace; required for Kubernetes kinds.")
+    app: str | None = Field(default=None, description="Ray Serve application; required for RayServeDeployment.")
+    api_version: str | None = Field(
+        default=None, description="group/version of a kind fleetscale does not know (`example.com/v1`)."
+    )
+
+    @property
+    def is_ray_serve(self) -> bool:
+        return self.kind == WorkloadKind.RAY_SERVE_DEPLOYMENT
+
+    def resolved_api_version(self) -> str | None:
+        """The api_version given, else the known kind's (None for a Ray Serve deployment)."""
+        if self.api_version is not None:
+            return self.api_version
+        return WorkloadKind(self.kind).api_version if self.kind in _KNOWN_API_VERSIONS else None
+
+    def __str__(self) -> str:
+        where = self.app if self.is_ray_serve else self.namespace
+        return f"{self.kind} {where}/{self.name}"
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        known = self.kind in _KNOWN_API_VERSIONS
+        if not known and not _K8S_KIND.match(self.kind):
+            raise ValueError(f"kind ({self.kind!r}) must be a Kubernetes kind (CamelCase) or RayServeDeployment")
+        if not known and self.api_version is None:
+            raise ValueError(
+                f"kind ({self.kind!r}) is not one fleetscale knows ({', '.join(WorkloadKind)}): give its api_version"
+            )
+        if self.api_version is not None and not _API_VERSION.match(self.api_version):
+            raise ValueError(f"api_version ({self.api_version!r}) must be group/version, e.g. example.com/v1")
+        if self.is_ray_serve:
+            if self.app is None:
+                raise ValueError(f"kind ({self.kind}) needs app (the Serve application of deployment {self.name!r})")
+            if self.namespace is not None or self.api_version is not None:
+                raise ValueError(f"kind ({self.kind}) takes app and name, not namespace or api_version")
+            return self
+        if self.namespace is None:
+            raise ValueError(f"kind ({self.kind}) needs namespace (the namespace of {self.name!r})")
+        if self.app is not None:
+            raise ValueError(f"app ({self.app!r}) is for RayServeDeployment; kind is {self.kind}")
+        for field_name, value in (("name", self.name), ("namespace", self.namespace)):
+            if not _K8S_NAME.match(value):
+                raise ValueError(f"{field_name} ({value!r}) must be a lowercase DNS name, as Kubernetes requires")
+        return self
+
+
+class MetricsBinding(_Strict):
+    """How a service's series are found in the metrics source."""
+
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Label matchers that select this service's series (`{model_name: meta-llama/Llama-3.1-8B, "
+        "namespace: inference}`); empty: the source's default for the service (its name).",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _LABEL_NAME.match(name):
+                raise ValueError(f"label name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus label)")
+        return value
+
+
 class Service(_Strict):
     """One model endpoint with its SLOs, priority, bounds and allowed accelerator shapes."""
 
@@ -169,6 +274,20 @@ class Service(_Strict):
         "mode) and random (a plain Kubernetes Service, kube-proxy in iptables mode) get no such credit.",
     )
 
+    scale_target: WorkloadRef | None = Field(
+        default=None,
+        description="The workload fleetscale scales for this service (for every shape shape_scale_targets does not "
+        "name); the what-if ignores it.",
+    )
+    shape_scale_targets: dict[str, WorkloadRef] = Field(
+        default_factory=dict,
+        description="The workload per shape, where a service's shapes run as different workloads (a workload's "
+        "pods have one accelerator shape); keys are shapes as allowed_shapes writes them.",
+    )
+    metrics: MetricsBinding = Field(
+        default_factory=MetricsBinding, description="How this service's metrics are found in the metrics source."
+    )
+
     @model_validator(mode="after")
     def _bounds_and_shapes(self) -> Self:
         if self.min_replicas > self.max_replicas:
@@ -180,7 +299,42 @@ class Service(_Strict):
                     f"allowed_shapes ({text!r}) is a {shape.kind} shape, but tensor_parallel_size "
                     f"({self.tensor_parallel_size}) needs whole GPUs"
                 )
+        self._check_scale_targets()
         return self
+
+    def _check_scale_targets(self) -> None:
+        allowed = self.shapes()
+        bound: dict[WorkloadRef, str] = {}
+        for text, workload in self.shape_scale_targets.items():
+            shape = parse_shape(text, self.tensor_parallel_size or 1)  # ValueError names the text
+            if allowed and shape not in allowed:
+                raise ValueError(
+                    f"shape_scale_targets ({text!r}) is not one of allowed_shapes ({', '.join(self.allowed_shapes)})"
+                )
+            if workload in bound:
+                raise ValueError(
+                    f"shape_scale_targets: {text!r} and {bound[workload]!r} name the same workload ({workload}); "
+                    "a workload runs one shape"
+                )
+            bound[workload] = text
+        if self.scale_target is not None and self.scale_target in bound:
+            raise ValueError(
+                f"scale_target ({self.scale_target}) is also shape_scale_targets[{bound[self.scale_target]!r}]"
+            )
+        bound_shapes = {parse_shape(t, self.tensor_parallel_size or 1) for t in self.shape_scale_targets}
+        unbound = [text for text, shape in zip(self.allowed_shapes, allowed, strict=True) if shape not in bound_shapes]
+        if self.scale_target is not None and len(unbound) > 1:
+            raise ValueError(
+                f"scale_target ({self.scale_target}) would run {len(unbound)} shapes ({', '.join(unbound)}), but a "
+                "workload's pods have one accelerator shape: name a workload per shape in shape_scale_targets"
+            )
+
+    def workload_for(self, shape: Shape) -> WorkloadRef | None:
+        """The workload that runs this service's replicas of `shape` (None: the scenario binds none)."""
+        for text, workload in self.shape_scale_targets.items():
+            if parse_shape(text, self.tensor_parallel_size or 1) == shape:
+                return workload
+        return self.scale_target
 
     def shapes(self) -> list[Shape]:
         """The allowed shapes, parsed, with `tensor_parallel_size` applied to bare whole-GPU shapes."""
@@ -232,6 +386,18 @@ class Policy(_Strict):
     scale_down_period_s: float = Field(default=60.0, gt=0, description="Seconds of one scale-down period.")
     metrics_max_age_s: float = Field(
         default=60.0, gt=0, description="Metrics older than this are stale: the service holds."
+    )
+    metrics_max_future_skew_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Metrics sampled further than this in the future are refused and the service holds: a clock "
+        "that far apart is a broken clock, not NTP's millisecond drift.",
+    )
+    forecast_max_age_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A forecast issued longer ago than this is stale and ignored: the observed rate stands, and the "
+        "decision says so (the loop issues a fresh one every tick).",
     )
     token_mix_half_life_s: float = Field(
         default=600.0,

@@ -2,7 +2,15 @@
 
 `decide` is pure: a function of (observation, forecasts, compiled configuration, policy state, now) with no I/O,
 no clock reads and no globals. The controller, the Ray Serve policy, the what-if simulator and the load tests all
-call this one function.
+call this one function (through the loop, `autoscaler/loop.py`).
+
+One time: `now`, aware (a naive datetime is refused: its meaning would depend on the process's time zone). Samples
+are judged against it (too old: stale; further ahead than `metrics_max_future_skew_s`: refused), and so are
+forecasts (`Forecast.issued_at_s`, Unix seconds: older than `forecast_max_age_s`, or from the future, and the
+observed rate stands).
+
+The placement in the decision is of the final targets (it runs last): an actuator that follows
+`Decision.placement.steps()` starts exactly the replicas the targets add and stops only those they remove.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from autoscaler.capacity import TokenMix
 from autoscaler.compiled import CompiledScenario, ServicePlan
 from autoscaler.config import Mode, Service
 from autoscaler.model import (
+    Constraint,
     Decision,
     Observation,
     PolicyState,
@@ -27,6 +36,7 @@ from autoscaler.model import (
     ShapeReplicas,
     Stage,
     StageTrace,
+    require_aware,
     usable_metric,
 )
 from autoscaler.placement.targets import Target, TargetFit, fit_targets, synthetic_inventory
@@ -36,7 +46,7 @@ from autoscaler.stabilize import StabilizeInput, StabilizeOutcome, enforce_cap, 
 from autoscaler.token_mix import MixEstimate, update_mix
 from forecasting import Forecast
 
-STAGE_ORDER = (Stage.FORECAST, Stage.SIZE, Stage.BUDGET, Stage.PLACE, Stage.STABILIZE)
+STAGE_ORDER = (Stage.FORECAST, Stage.SIZE, Stage.BUDGET, Stage.STABILIZE, Stage.PLACE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,7 @@ class Demand:
     hold: Reason | None = None
     hold_message: str = ""
     mix_estimate: MixEstimate | None = None  # carried to the next tick in the service's state
+    model: str | None = None  # the forecast's model, when a forecast set the demand
 
 
 @dataclass(slots=True)
@@ -62,8 +73,7 @@ class _Work:
     current: dict[Shape, int] = field(default_factory=dict)  # observed.current(), read by every stage
     sizing: Sizing | None = None
     budget: BudgetOutcome | None = None
-    replicas: int = 0
-    place_note: str = ""
+    replicas: int = 0  # the budget stage's count of the chosen shape (what enforce_cap never gives back below)
     trace: list[StageTrace] = field(default_factory=list)
 
     @property
@@ -83,18 +93,23 @@ def decide(
     Stages, in this order (asserted by a test; changing the order is an API change):
 
     1. forecast: demand = the tier's forecast quantile, at its peak over the horizon (the slowest candidate
-       shape's cold start plus a tick), never below the observed rate; stale, missing, NaN or negative metrics
-       mark the service for a hold.
-    2. size: per candidate shape, replicas = ceil(demand / capacity at SLO) within [min, max]; the cheapest wins
-       (the current shape unless the cheaper one saves enough to pay a cold start).
+       shape's cold start plus a tick), never below the observed rate; stale, missing, NaN, negative or future
+       metrics mark the service for a hold; a stale forecast is ignored (the observed rate stands).
+    2. size: per candidate shape, the fewest replicas whose capacity at SLO behind the service's router covers the
+       demand, within [min, max]; the cheapest wins (the current shape unless the cheaper one saves enough to pay
+       a cold start).
     3. budget: over the cap, lower tiers fall back to a lower quantile, then lose replicas toward min_replicas; an
        unevaluable budget allows no scale-up beyond current spend.
-    4. place: the replicas are placed on the fleet's nodes (gangs on one node, valid MIG layouts, shares;
-       current replicas stay put); what max_nodes cannot hold is not promised: lower tiers give way first and
-       the decision says what is missing ("needs 2 more H100-80GB nodes in pool p5").
-    5. stabilize: bounded scale-up, scale-down after a window and at a limited rate, safety holds; held replicas
-       never take the fleet over the budget cap.
+    4. stabilize: bounded scale-up, scale-down after a window and at a limited rate, safety holds (bad metrics,
+       another writer in apply mode); held replicas never take the fleet over the budget cap.
+    5. place: the stabilized targets are placed on the fleet's nodes (gangs on one node, valid MIG layouts,
+       shares; current replicas stay put); a scale-up that max_nodes cannot hold is not promised: lower tiers give
+       way first, never below what runs, and the decision says what is missing ("needs 2 more H100-80GB nodes in
+       pool p5"). The targets are what was placed, and the placement is the decision's.
+
+    Raises ValueError for a naive `now`.
     """
+    now = require_aware(now, "decide(now)")
     now_s = now.timestamp()
     policy = config.scenario.policy
     works = [
@@ -104,9 +119,9 @@ def decide(
     for work in works:
         _size(work, config)
     cap = _budget(works, observation, now, config)
-    notes, placement = _place(works, observation, config)
     outcomes, inputs = _stabilize(works, state, config, now_s, cap)
-    return _assemble(works, outcomes, inputs, cap, notes, placement, now, policy.mode)
+    notes, fit = _place(works, outcomes, inputs, observation, config)
+    return _assemble(works, outcomes, inputs, cap, notes, fit, now, policy.mode)
 
 
 # ── 1. forecast ──────────────────────────────────────────────────────────────────────────────────────────────────
@@ -125,9 +140,14 @@ def _forecast(
     estimate = previous.mix if previous is not None else None
     demand = _demand(service, observed, forecast, now_s, plan.horizon_s, estimate, config)
     work = _Work(plan, observed, demand, observed.current())
-    summary = "hold" if demand.hold else f"{demand.rps:.3g} req/s"
     work.trace.append(
-        StageTrace(Stage.FORECAST, summary, demand.hold or Reason.STEADY, demand.hold_message or demand.source)
+        StageTrace(
+            Stage.FORECAST,
+            demand.hold or Reason.STEADY,
+            demand.hold_message or demand.source,
+            demand_rps=None if demand.hold else demand.rps,
+            binding=_BINDING_OF.get(demand.hold) if demand.hold else None,
+        )
     )
     return work
 
@@ -147,17 +167,28 @@ def _demand(
         estimate.mix.bucketed() if estimate else TokenMix(service.mean_input_tokens, service.mean_output_tokens)
     )
     rps = observed.request_rps
-    if observed.sampled_at is None or not usable_metric(rps):
-        why = "no metrics" if rps is None else f"unusable request rate {rps!r}"
+    problem = f" ({observed.problem})" if observed.problem else ""
+    if observed.sampled_at is None or rps is None:
         return Demand(
-            0.0, 0.0, default_mix, "", Reason.HOLD_STALE_METRICS, f"{why}: holding, never scaling down", estimate
-        )
-    assert rps is not None
+            0.0, 0.0, default_mix, "", Reason.HOLD_MISSING_METRICS,
+            f"no metrics{problem}: holding, never scaling down", estimate,
+        )  # fmt: skip
+    if not usable_metric(rps):
+        return Demand(
+            0.0, 0.0, default_mix, "", Reason.HOLD_BAD_METRICS,
+            f"unusable request rate {rps!r}{problem}: holding, never scaling down", estimate,
+        )  # fmt: skip
     age = now_s - observed.sampled_at.timestamp()
     if age > max_age_s:
         return Demand(
             0.0, 0.0, default_mix, "", Reason.HOLD_STALE_METRICS,
             f"metrics are {age:.0f} s old (metrics_max_age_s {max_age_s:g}): holding, never scaling down", estimate,
+        )  # fmt: skip
+    if -age > policy.metrics_max_future_skew_s:
+        return Demand(
+            0.0, 0.0, default_mix, "", Reason.HOLD_BAD_METRICS,
+            f"metrics sampled {-age:.0f} s in the future (metrics_max_future_skew_s "
+            f"{policy.metrics_max_future_skew_s:g}): a clock is wrong; holding, never scaling down", estimate,
         )  # fmt: skip
     mix = default_mix
     tokens_in, tokens_out = observed.input_tokens_per_s, observed.output_tokens_per_s
@@ -169,6 +200,14 @@ def _demand(
     fallback_q = min(policy.budget_fallback_quantile, quantile)
     if forecast is None:
         return Demand(rps, rps, mix, f"observed {rps:.3g} req/s (no forecast)", mix_estimate=estimate)
+    forecast_age = now_s - forecast.issued_at_s
+    if forecast_age > policy.forecast_max_age_s or -forecast_age > policy.metrics_max_future_skew_s:
+        when = f"{forecast_age:.0f} s ago" if forecast_age >= 0 else f"{-forecast_age:.0f} s in the future"
+        return Demand(
+            rps, rps, mix,
+            f"observed {rps:.3g} req/s: the {forecast.model} forecast was issued {when} (forecast_max_age_s "
+            f"{policy.forecast_max_age_s:g}) and is ignored", mix_estimate=estimate,
+        )  # fmt: skip
     peak, used = forecast.peak_over(quantile, horizon_s)
     low, _ = forecast.peak_over(fallback_q, horizon_s)
     if not math.isfinite(peak):
@@ -177,7 +216,7 @@ def _demand(
     source = f"p{used * 100:g} of {forecast.model} forecast over {horizon_s / 60:.1f} min: {peak:.3g} req/s"
     if rps > peak:
         source += f"; observed {rps:.3g} req/s is higher and wins"
-    return Demand(max(peak, rps), low, mix, source, mix_estimate=estimate)
+    return Demand(max(peak, rps), low, mix, source, mix_estimate=estimate, model=forecast.model)
 
 
 # ── 2. size ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -194,15 +233,23 @@ def _size(work: _Work, config: CompiledScenario) -> None:
     current_shape = _primary_shape(work.current)
     if work.demand.hold is not None:
         work.sizing = _held_sizing(work, current_shape)
-        work.trace.append(StageTrace(Stage.SIZE, "hold", work.demand.hold, "not sized: holding"))
+        work.trace.append(StageTrace(Stage.SIZE, work.demand.hold, "not sized: holding"))
         return
     sizing = size_service(
         work.plan, work.demand.rps, work.demand.mix, current_shape, policy.shape_switch_min_savings_ratio
     )
     work.sizing = sizing
     chosen = sizing.chosen
-    summary = "none" if chosen is None else f"{chosen.replicas} x {chosen.shape}"
-    work.trace.append(StageTrace(Stage.SIZE, summary, sizing.reason, sizing.message))
+    work.trace.append(
+        StageTrace(
+            Stage.SIZE,
+            sizing.reason,
+            sizing.message,
+            replicas=chosen.replicas if chosen is not None else 0,
+            shape=chosen.shape if chosen is not None else None,
+            binding=sizing.binding,
+        )
+    )
 
 
 def _held_sizing(work: _Work, shape: Shape | None) -> Sizing:
@@ -219,7 +266,8 @@ def _held_sizing(work: _Work, shape: Shape | None) -> Sizing:
     if candidate is not None:
         base = evaluate(candidate, work.plan, 0.0, work.demand.mix)
         chosen = Option(candidate, base.capacity, count, count * candidate.price_usd_per_h, True)
-    return Sizing(0.0, work.demand.mix, chosen, (), work.demand.hold or Reason.STEADY, "hold", "held", None)
+    hold = work.demand.hold or Reason.STEADY
+    return Sizing(0.0, work.demand.mix, chosen, (), hold, _BINDING_OF.get(hold, Constraint.MIN_REPLICAS), "held", None)
 
 
 # ── 3. budget ────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -255,53 +303,22 @@ def _budget(works: list[_Work], observation: Observation, now: datetime, config:
         work.budget = outcome
         work.replicas = outcome.replicas
         reason = outcome.reason or (Reason.BUDGET_UNKNOWN if not cap.evaluable else Reason.STEADY)
-        work.trace.append(StageTrace(Stage.BUDGET, f"{outcome.replicas} replicas", reason, outcome.message))
+        work.trace.append(
+            StageTrace(
+                Stage.BUDGET, reason, outcome.message, replicas=outcome.replicas, binding=_BINDING_OF.get(reason)
+            )
+        )
     return cap
 
 
-# ── 4. place ─────────────────────────────────────────────────────────────────────────────────────────────────────
-
-
-def _place(works: list[_Work], observation: Observation, config: CompiledScenario) -> tuple[tuple[str, ...], TargetFit]:
-    targets = []
-    for work in works:
-        chosen = work.sizing.chosen if work.sizing else None
-        shape = chosen.shape if chosen is not None else None
-        others = {s: n for s, n in work.current.items() if s != shape}
-        # A held service keeps what runs: it never gives way here (safety rule 1).
-        floor = work.replicas if work.demand.hold is not None else work.service.min_replicas
-        targets.append(
-            Target(work.service.name, work.service.tier, shape, work.replicas if shape else 0, floor, others)
-        )
-    if observation.nodes is not None:
-        inventory = list(observation.nodes)
-    else:
-        counts = {name: pool.nodes for name, pool in observation.pools.items()}
-        inventory = synthetic_inventory(config.pools, counts, config.catalog)
-    fit = fit_targets(
-        targets, inventory, observation.placed, config.pools, config.pool_price_usd_per_gpu_h, config.catalog
-    )
-    for work in works:
-        name = work.service.name
-        if name in fit.cut:
-            work.replicas = min(work.replicas, fit.replicas[name])
-            work.place_note = fit.cut[name]
-            work.trace.append(
-                StageTrace(Stage.PLACE, f"{work.replicas} replicas", Reason.LIMITED_BY_POOL_CAPACITY, fit.cut[name])
-            )
-        else:
-            work.trace.append(StageTrace(Stage.PLACE, f"{work.replicas} replicas", Reason.STEADY, "placed"))
-    return fit.notes, fit
-
-
-# ── 5. stabilize ─────────────────────────────────────────────────────────────────────────────────────────────────
+# ── 4. stabilize ─────────────────────────────────────────────────────────────────────────────────────────────────
 
 
 def _stabilize(
     works: list[_Work], state: PolicyState, config: CompiledScenario, now_s: float, cap: BudgetCap
 ) -> tuple[dict[str, StabilizeOutcome], list[StabilizeInput]]:
     policy = config.scenario.policy
-    applied = policy.mode is Mode.APPLY
+    check_writers = policy.mode is Mode.APPLY  # in observe and recommend modes nobody applies: no writer to fight
     inputs: list[StabilizeInput] = []
     outcomes: dict[str, StabilizeOutcome] = {}
     for work in works:
@@ -316,26 +333,99 @@ def _stabilize(
             current, prices, work.demand.hold, work.demand.hold_message,
         )  # fmt: skip
         inputs.append(item)
-        outcomes[service.name] = stabilize_service(item, state.services.get(service.name), policy, now_s, applied)
+        previous = state.services.get(service.name)
+        outcomes[service.name] = stabilize_service(item, previous, policy, now_s, check_writers)
     outcomes = enforce_cap(inputs, outcomes, cap.usd_per_h)
     for work, item in zip(works, inputs, strict=True):
         outcome = outcomes[item.name]
-        summary = ", ".join(f"{n} x {s}" for s, n in outcome.target.items()) or "0"
-        work.trace.append(StageTrace(Stage.STABILIZE, summary, outcome.reason or Reason.STEADY, outcome.message))
+        reason = outcome.reason or Reason.STEADY
+        work.trace.append(
+            StageTrace(
+                Stage.STABILIZE,
+                reason,
+                outcome.message,
+                replicas=sum(outcome.target.values()),
+                target=dict(outcome.target),
+                binding=_BINDING_OF.get(reason),
+            )
+        )
     return outcomes, inputs
+
+
+# ── 5. place ─────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+def _place(
+    works: list[_Work],
+    outcomes: dict[str, StabilizeOutcome],
+    inputs: list[StabilizeInput],
+    observation: Observation,
+    config: CompiledScenario,
+) -> tuple[tuple[str, ...], TargetFit]:
+    """Place the stabilized targets; where the pools cannot hold them, cut them to what was placed (in `outcomes`)."""
+    targets = []
+    for work, item in zip(works, inputs, strict=True):
+        target = outcomes[item.name].target
+        primary = item.primary
+        wanted = target.get(primary, 0) if primary is not None else 0
+        others = {s: n for s, n in target.items() if s != primary and n > 0}
+        running = item.current[primary].existing if primary is not None and primary in item.current else 0
+        # Placement may only hold back new replicas: those that run stay (a scale-down is stabilization's to make,
+        # through its window), min_replicas stays, and a held service keeps what it holds (safety rule 1).
+        held = work.demand.hold is not None or outcomes[item.name].reason is Reason.HOLD_CONFLICT
+        floor = wanted if held else min(wanted, max(running, work.service.min_replicas))
+        targets.append(Target(item.name, item.tier, primary, wanted, floor, others))
+    if observation.nodes is not None:
+        inventory = list(observation.nodes)
+    else:
+        counts = {name: pool.nodes for name, pool in observation.pools.items()}
+        inventory = synthetic_inventory(config.pools, counts, config.catalog)
+    fit = fit_targets(
+        targets, inventory, observation.placed, config.pools, config.pool_price_usd_per_gpu_h, config.catalog
+    )
+    placed: dict[str, dict[Shape, int]] = {}
+    for replica in fit.placement.replicas:
+        shapes = placed.setdefault(replica.service, {})
+        shapes[replica.shape] = shapes.get(replica.shape, 0) + 1
+    for work, item in zip(works, inputs, strict=True):
+        outcome = outcomes[item.name]
+        name = item.name
+        # The targets are what was placed (shapes as the catalog names them: placement canonicalizes).
+        got = {s: placed.get(name, {}).get(config.catalog.canonical_shape(s), 0) for s in outcome.target}
+        if got != dict(outcome.target):
+            reason = Reason.LIMITED_BY_POOL_CAPACITY
+            message = fit.cut.get(name) or "; ".join(
+                f"{n - got[s]} x {s} cannot be placed" for s, n in outcome.target.items() if got[s] < n
+            )
+            outcomes[name] = replace(outcome, target=got, reason=reason, message=message)
+        else:
+            reason, message = Reason.STEADY, "placed"
+        work.trace.append(
+            StageTrace(
+                Stage.PLACE,
+                reason,
+                message,
+                replicas=sum(got.values()),
+                target=got,
+                binding=Constraint.POOL_CAPACITY if reason is Reason.LIMITED_BY_POOL_CAPACITY else None,
+            )
+        )
+    return fit.notes, fit
 
 
 # ── the decision ─────────────────────────────────────────────────────────────────────────────────────────────────
 
 _BINDING_OF = {
-    Reason.LIMITED_BY_BUDGET: "budget",
-    Reason.BUDGET_UNKNOWN: "budget_unknown",
-    Reason.LIMITED_BY_POOL_CAPACITY: "pool_capacity",
-    Reason.SCALE_UP_RATE_LIMITED: "scale_up_rate",
-    Reason.SCALE_DOWN_DELAYED: "scale_down_window",
-    Reason.SCALE_DOWN_RATE_LIMITED: "scale_down_rate",
-    Reason.HOLD_STALE_METRICS: "stale_metrics",
-    Reason.HOLD_CONFLICT: "conflict",
+    Reason.LIMITED_BY_BUDGET: Constraint.BUDGET,
+    Reason.BUDGET_UNKNOWN: Constraint.BUDGET_UNKNOWN,
+    Reason.LIMITED_BY_POOL_CAPACITY: Constraint.POOL_CAPACITY,
+    Reason.SCALE_UP_RATE_LIMITED: Constraint.SCALE_UP_RATE,
+    Reason.SCALE_DOWN_DELAYED: Constraint.SCALE_DOWN_WINDOW,
+    Reason.SCALE_DOWN_RATE_LIMITED: Constraint.SCALE_DOWN_RATE,
+    Reason.HOLD_MISSING_METRICS: Constraint.MISSING_METRICS,
+    Reason.HOLD_BAD_METRICS: Constraint.BAD_METRICS,
+    Reason.HOLD_STALE_METRICS: Constraint.STALE_METRICS,
+    Reason.HOLD_CONFLICT: Constraint.CONFLICT,
 }
 
 
@@ -365,7 +455,7 @@ def _assemble(
         binding = _BINDING_OF.get(reason, sizing.binding)
         risk = tuple(work.budget.slo_at_risk)
         if reason is Reason.LIMITED_BY_POOL_CAPACITY and chosen is not None and chosen.capacity is not None:
-            served = chosen.capacity.rps * work.replicas
+            served = chosen.capacity.rps * target.get(chosen.shape, 0)
             if served < work.demand.rps:
                 risk += (f"{chosen.capacity.binding}: pool capacity caps serving at {served:.3g} req/s",)
         if sizing.reason is Reason.LIMITED_BY_MAX_REPLICAS and chosen is not None and chosen.capacity is not None:
@@ -388,7 +478,8 @@ def _assemble(
                 slo_at_risk=risk,
                 rejected_alternative=sizing.rejected,
                 trace=tuple(work.trace),
-                hold=reason in (Reason.HOLD_STALE_METRICS, Reason.HOLD_CONFLICT),
+                hold=reason.holds,
+                forecast_model=work.demand.model,
             )
         )
     estimates = {work.service.name: work.demand.mix_estimate for work in works}
@@ -414,10 +505,8 @@ def _final_reason(
     work: _Work, outcome: StabilizeOutcome, current: Mapping[Shape, int], target: Mapping[Shape, int]
 ) -> tuple[Reason, str]:
     """The reason of the last stage that changed the number, else the direction of the change."""
-    if outcome.reason is not None:
+    if outcome.reason is not None:  # stabilization's, or placement's (it ran last)
         return outcome.reason, outcome.message
-    if work.place_note:
-        return Reason.LIMITED_BY_POOL_CAPACITY, work.place_note
     assert work.budget is not None and work.sizing is not None
     if work.budget.reason is not None:
         return work.budget.reason, work.budget.message

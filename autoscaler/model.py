@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 
+from autoscaler.capacity import Binding
 from autoscaler.config import Mode, Tier
 from autoscaler.placement.fragmentation import Fragmentation
 from autoscaler.placement.model import NodeState, PlacedReplica, Placement
@@ -36,13 +37,22 @@ class ShapeReplicas:
 
 @dataclass(frozen=True, slots=True)
 class ServiceObservation:
-    """One service's metrics (rates over the last window) and replicas, as of `sampled_at`."""
+    """One service's metrics (rates over the last window) and replicas, as of `sampled_at` (aware, UTC).
+
+    `problem` is the shell's word on why there are no metrics ("the metrics source timed out"), for the hold's
+    message; empty when the shell has nothing to add.
+    """
 
     request_rps: float | None
     input_tokens_per_s: float | None = None
     output_tokens_per_s: float | None = None
     sampled_at: datetime | None = None
     replicas: Mapping[Shape, ShapeReplicas] = field(default_factory=dict)
+    problem: str = ""
+
+    def __post_init__(self) -> None:
+        if self.sampled_at is not None:
+            require_aware(self.sampled_at, "ServiceObservation.sampled_at")
 
     def current(self) -> dict[Shape, int]:
         return {shape: r.existing for shape, r in self.replicas.items() if r.existing > 0}
@@ -55,15 +65,22 @@ class PoolObservation:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """Everything one tick knows about the world. `nodes` is the node inventory (None: unknown, placement then
-    assumes `pools[...].nodes` empty nodes per pool) and `placed` where the current replicas run on it."""
+    """Everything one tick knows about the world, as of the `now` handed to `decide` (the one time of a tick).
+    `nodes` is the node inventory (None: unknown, placement then assumes `pools[...].nodes` empty nodes per pool)
+    and `placed` where the current replicas run on it."""
 
-    at: datetime
     services: Mapping[str, ServiceObservation]
     pools: Mapping[str, PoolObservation] = field(default_factory=dict)
     month_to_date_spend_usd: float | None = None
     nodes: tuple[NodeState, ...] | None = None
     placed: tuple[PlacedReplica, ...] = ()
+
+
+def require_aware(value: datetime, what: str) -> datetime:
+    """`value` in UTC; a naive datetime is refused, since its meaning would depend on the process's time zone."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} ({value.isoformat()}) is a naive datetime: pass an aware one (UTC)")
+    return value.astimezone(UTC)
 
 
 def usable_metric(value: float | None) -> bool:
@@ -75,8 +92,8 @@ class Stage(StrEnum):
     FORECAST = "forecast"
     SIZE = "size"
     BUDGET = "budget"
-    PLACE = "place"
     STABILIZE = "stabilize"
+    PLACE = "place"
 
 
 class Reason(StrEnum):
@@ -95,18 +112,81 @@ class Reason(StrEnum):
     SCALE_UP_RATE_LIMITED = "scale_up_rate_limited"
     SCALE_DOWN_DELAYED = "scale_down_delayed"
     SCALE_DOWN_RATE_LIMITED = "scale_down_rate_limited"
-    HOLD_STALE_METRICS = "hold_stale_metrics"
+    HOLD_MISSING_METRICS = "hold_missing_metrics"  # no metrics at all (none returned, a source that failed)
+    HOLD_BAD_METRICS = "hold_bad_metrics"  # NaN, infinite, negative, or sampled in the future
+    HOLD_STALE_METRICS = "hold_stale_metrics"  # older than metrics_max_age_s
     HOLD_CONFLICT = "hold_conflict"
+
+    @property
+    def holds(self) -> bool:
+        """A reason that freezes the service where it is (DESIGN.md safety rules 1 and 6)."""
+        return self in _HOLDS
+
+
+_HOLDS = frozenset(
+    {Reason.HOLD_MISSING_METRICS, Reason.HOLD_BAD_METRICS, Reason.HOLD_STALE_METRICS, Reason.HOLD_CONFLICT}
+)
+
+
+class Constraint(StrEnum):
+    """What binds a service's target: a latency or throughput limit of its replicas (from capacity at SLO), a bound
+    of its configuration, the money, the pools, a stabilization rule, or a hold. The values are metric labels and
+    never change."""
+
+    TTFT = "ttft_p95_s"
+    TPOT = "tpot_p95_s"
+    CONCURRENCY = "concurrency"
+    PREFILL = "prefill_throughput"
+    MIN_REPLICAS = "min_replicas"
+    MAX_REPLICAS = "max_replicas"
+    NO_FEASIBLE_SHAPE = "no_feasible_shape"
+    BUDGET = "budget"
+    BUDGET_UNKNOWN = "budget_unknown"
+    POOL_CAPACITY = "pool_capacity"
+    SCALE_UP_RATE = "scale_up_rate"
+    SCALE_DOWN_WINDOW = "scale_down_window"
+    SCALE_DOWN_RATE = "scale_down_rate"
+    MISSING_METRICS = "missing_metrics"
+    BAD_METRICS = "bad_metrics"
+    STALE_METRICS = "stale_metrics"
+    CONFLICT = "conflict"
+
+    @classmethod
+    def of_capacity(cls, binding: Binding) -> Constraint:
+        """The constraint of a replica's capacity at SLO (`Capacity.binding`)."""
+        return cls(binding.value)
 
 
 @dataclass(frozen=True, slots=True)
 class StageTrace:
-    """What one stage did to one service: a short value summary, the reason and a sentence."""
+    """What one stage did to one service, as values (read them: Events, metric labels and tests do) and a sentence.
+
+    `replicas` is the service's replica count after the stage (the sized count, the budget's, the stabilized or
+    placed total); `shape` the shape it chose (size); `target` the replicas per shape (stabilize, place);
+    `demand_rps` the demand it sized for (forecast); `binding` what limited it, where a limit did.
+    """
 
     stage: Stage
-    summary: str
     reason: Reason
     message: str
+    replicas: int | None = None
+    shape: Shape | None = None
+    target: Mapping[Shape, int] | None = None
+    demand_rps: float | None = None
+    binding: Constraint | None = None
+
+    @property
+    def summary(self) -> str:
+        """The values in a few words ("12.3 req/s", "4 x H100-80GB", "4 replicas", "hold")."""
+        if self.reason.holds and self.stage in (Stage.FORECAST, Stage.SIZE):
+            return "hold"
+        if self.target is not None:
+            return ", ".join(f"{n} x {s}" for s, n in self.target.items()) or "0"
+        if self.demand_rps is not None:
+            return f"{self.demand_rps:.3g} req/s"
+        if self.stage is Stage.SIZE:
+            return "none" if self.shape is None else f"{self.replicas} x {self.shape}"
+        return f"{self.replicas} replicas"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +210,7 @@ class ServiceDecision:
     target: Mapping[Shape, int]
     reason: Reason
     message: str
-    binding_constraint: str
+    binding_constraint: Constraint
     predicted_demand_rps: float
     demand_source: str
     capacity_rps_per_replica: float
@@ -139,6 +219,7 @@ class ServiceDecision:
     rejected_alternative: Alternative | None
     trace: tuple[StageTrace, ...]
     hold: bool = False
+    forecast_model: str | None = None  # the model whose forecast set the demand (None: the observed rate did)
 
     @property
     def current_replicas(self) -> int:
@@ -178,12 +259,19 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class ServiceState:
-    """What `decide` remembers of one service between ticks: stabilization's history and the token mix."""
+    """What `decide` remembers of one service between ticks: stabilization's history and the token mix, and what the
+    shell last applied.
+
+    `applied` is the spec count per shape the actuator reported after fleetscale last set it (the loop records it;
+    `decide` never does); `requested` what fleetscale last asked for, which after a timeout the platform may hold
+    instead. In apply mode a spec count that is neither is another writer's.
+    """
 
     first_seen_s: float
     recommendations: tuple[tuple[float, int], ...] = ()
     last_scale_down_s: float | None = None
-    last_target: Mapping[Shape, int] = field(default_factory=dict)
+    applied: Mapping[Shape, int] = field(default_factory=dict)
+    requested: Mapping[Shape, int] = field(default_factory=dict)
     mix: MixEstimate | None = None  # the token mix sizing uses (autoscaler/token_mix.py)
 
 
@@ -192,3 +280,19 @@ class PolicyState:
     """The only memory between ticks; `decide` returns the next one."""
 
     services: Mapping[str, ServiceState] = field(default_factory=dict)
+
+    def with_requested(self, service: str, shape: Shape, replicas: int, now_s: float) -> PolicyState:
+        """The state once fleetscale has asked for `replicas` of `shape` (before the answer)."""
+        current = self.services.get(service) or ServiceState(first_seen_s=now_s)
+        updated = replace(current, requested={**current.requested, shape: replicas})
+        return PolicyState({**self.services, service: updated})
+
+    def with_applied(self, service: str, shape: Shape, replicas: int, now_s: float) -> PolicyState:
+        """The state once the platform has answered that it holds `replicas` of `shape`."""
+        current = self.services.get(service) or ServiceState(first_seen_s=now_s)
+        updated = replace(
+            current,
+            applied={**current.applied, shape: replicas},
+            requested={**current.requested, shape: replicas},
+        )
+        return PolicyState({**self.services, service: updated})

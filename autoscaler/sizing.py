@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from autoscaler.capacity import Capacity, LatencySlo, TokenMix, pooled_capacity
 from autoscaler.compiled import Candidate, ServicePlan
-from autoscaler.model import Alternative, Reason
+from autoscaler.model import Alternative, Constraint, Reason
 from autoscaler.shapes import Shape
 
 
@@ -55,7 +55,7 @@ class Sizing:
     chosen: Option | None
     options: tuple[Option, ...]
     reason: Reason
-    binding: str
+    binding: Constraint
     message: str
     rejected: Alternative | None
 
@@ -121,9 +121,9 @@ def size_service(
     assert chosen.capacity is not None
     rejected = _cheapest_other(options, chosen)
     if chosen.replicas == service.min_replicas and chosen.needed < chosen.replicas:
-        reason, binding = Reason.AT_MIN_REPLICAS, "min_replicas"
+        reason, binding = Reason.AT_MIN_REPLICAS, Constraint.MIN_REPLICAS
     else:
-        reason, binding = Reason.STEADY, str(chosen.capacity.binding)
+        reason, binding = Reason.STEADY, Constraint.of_capacity(chosen.capacity.binding)
     routing = "" if service.routing.pools else f", {service.routing} routing: no pooling credit"
     message = (
         f"{chosen.replicas} x {chosen.shape} for {demand_rps:.3g} req/s of {mix.mean_input_tokens:,.0f}/"
@@ -140,7 +140,7 @@ def _best_effort(options: tuple[Option, ...], demand_rps: float, mix: TokenMix, 
     if not serving:
         reasons = "; ".join(f"{o.shape}: {o.why}" for o in options) or "no candidate shape on this fleet"
         return Sizing(
-            demand_rps, mix, None, options, Reason.NO_FEASIBLE_SHAPE, "no_feasible_shape",
+            demand_rps, mix, None, options, Reason.NO_FEASIBLE_SHAPE, Constraint.NO_FEASIBLE_SHAPE,
             f"no shape can serve {service.model} within the SLO: {reasons}", None,
         )  # fmt: skip
     best = max(serving, key=lambda o: (o.capacity_rps * service.max_replicas, -o.candidate.price_usd_per_h))
@@ -152,7 +152,7 @@ def _best_effort(options: tuple[Option, ...], demand_rps: float, mix: TokenMix, 
         f"{demand_rps:.3g} req/s"
     )
     return Sizing(
-        demand_rps, mix, chosen, options, Reason.LIMITED_BY_MAX_REPLICAS, "max_replicas", message,
+        demand_rps, mix, chosen, options, Reason.LIMITED_BY_MAX_REPLICAS, Constraint.MAX_REPLICAS, message,
         _cheapest_other(options, chosen),
     )  # fmt: skip
 

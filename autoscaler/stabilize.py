@@ -3,8 +3,10 @@
 For each service, from the desired replica count of its chosen (primary) shape:
 
 1. Safety holds. Stale, missing, NaN or negative metrics: the service holds (target = what exists), so bad
-   metrics never cause a scale-down (DESIGN.md safety rule 1). In apply mode, a spec count that differs from
-   fleetscale's last target means another writer (an HPA, a person): fleetscale backs off and reports it (rule 6).
+   metrics never cause a scale-down (DESIGN.md safety rule 1). In apply mode, a spec count that is neither what
+   the platform last reported applied nor what fleetscale last asked for (`ServiceState.applied`, `requested`,
+   recorded by the loop) means another writer (an HPA, a person): fleetscale backs off and reports it (rule 6). A
+   partial apply (a quota granted 4 of 8) is what was applied, not a conflict.
 2. Scale-up is immediate but bounded: at most max(current x scale_up_max_ratio, current + scale_up_min_step).
 3. Scale-down waits: the target is the highest desired count of the last `scale_down_window_s` (HPA's
    stabilization window), and only once the service has been watched for a whole window; then at most
@@ -66,28 +68,31 @@ def _hold(item: StabilizeInput, prev: ServiceState | None, now_s: float, reason:
     elif total < item.min_replicas and item.primary is not None:
         # Nor is below min_replicas; raising to it is a scale-up, which bad metrics do not forbid.
         target[item.primary] = target.get(item.primary, 0) + item.min_replicas - total
-    state = prev or ServiceState(first_seen_s=now_s)
-    return StabilizeOutcome(target, reason, msg, replace(state, last_target=dict(target)))
+    return StabilizeOutcome(target, reason, msg, prev or ServiceState(first_seen_s=now_s))
+
+
+def _foreign_write(item: StabilizeInput, prev: ServiceState) -> str | None:
+    """Why the platform's spec shows another writer, or None: a spec count (where the platform reports one) that is
+    neither what fleetscale last had applied nor what it last asked for."""
+    for shape, applied in prev.applied.items():
+        spec = item.current[shape].spec if shape in item.current else None
+        requested = prev.requested.get(shape, applied)
+        if spec is not None and spec not in (applied, requested):
+            ours = f"{applied}" if requested == applied else f"{applied} (asked for {requested})"
+            return f"spec of {shape} is {spec}, fleetscale last applied {ours}: another writer changed it; backing off"
+    return None
 
 
 def stabilize_service(
-    item: StabilizeInput, prev: ServiceState | None, policy: Policy, now_s: float, applied: bool
+    item: StabilizeInput, prev: ServiceState | None, policy: Policy, now_s: float, check_writers: bool
 ) -> StabilizeOutcome:
-    """One service's target after the rules of the module docstring."""
+    """One service's target after the rules of the module docstring (`check_writers`: apply mode)."""
     if item.hold is not None:
         return _hold(item, prev, now_s, item.hold, item.hold_message)
-    if applied and prev is not None:
-        for shape in set(prev.last_target) | set(item.current):
-            spec = item.current[shape].spec if shape in item.current else None
-            if spec is not None and spec != prev.last_target.get(shape, 0):
-                return _hold(
-                    item,
-                    prev,
-                    now_s,
-                    Reason.HOLD_CONFLICT,
-                    f"spec of {shape} is {spec}, fleetscale last set {prev.last_target.get(shape, 0)}: another "
-                    f"writer changed it; backing off",
-                )
+    if check_writers and prev is not None:
+        conflict = _foreign_write(item, prev)
+        if conflict is not None:
+            return _hold(item, prev, now_s, Reason.HOLD_CONFLICT, conflict)
     state = prev or ServiceState(first_seen_s=now_s)
     window = policy.scale_down_window_s
     history = (*((t, n) for t, n in state.recommendations if now_s - t < window), (now_s, item.desired_replicas))
@@ -151,7 +156,7 @@ def stabilize_service(
         state = replace(state, last_scale_down_s=now_s)
     if reason is None:
         message = f"no window or rate limit applies ({existing} -> {target})"
-    return StabilizeOutcome(targets, reason, message, replace(state, last_target=dict(targets)))
+    return StabilizeOutcome(targets, reason, message, state)
 
 
 def enforce_cap(
@@ -189,7 +194,6 @@ def enforce_cap(
                 target=target,
                 reason=Reason.LIMITED_BY_BUDGET,
                 message="held replicas given back: the budget cap outranks scale-down windows and holds",
-                state=replace(outcome.state, last_target=dict(target)),
             )
         if total <= cap_usd_per_h + 1e-9:
             break

@@ -18,7 +18,6 @@ from autoscaler.compiled import CompiledScenario
 from autoscaler.decide import decide
 from autoscaler.model import Decision, Observation, PolicyState, ServiceObservation, ShapeReplicas
 from autoscaler.placement import NodeState, PlacedReplica
-from autoscaler.placement.applied import applied
 from autoscaler.shapes import Shape
 from autoscaler.sizing import evaluate
 
@@ -108,8 +107,8 @@ def decide_command(
                 out.print()
         # The demo assumes actuation succeeds (nodes added, layouts set) and new replicas are ready by the next tick.
         replicas = {s.service: {shape: n for shape, n in s.target.items() if n} for s in decision.services}
-        if decision.placement is not None:
-            nodes, placed = applied(decision.placement, nodes, replicas)
+        if decision.placement is not None:  # the placement is of exactly these targets
+            nodes, placed = decision.placement.nodes_after(nodes), decision.placement.replicas
         now = start if index == -1 else now + tick
 
 
@@ -130,7 +129,7 @@ def _observation(
             now,
             {shape: ShapeReplicas(ready=n, spec=n) for shape, n in replicas.get(name, {}).items()},
         )
-    return Observation(now, services)
+    return Observation(services)
 
 
 def _base_demand(compiled: CompiledScenario, pairs: list[str]) -> dict[str, float]:

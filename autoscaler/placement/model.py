@@ -12,6 +12,7 @@ gone) is a move; a GPU whose layout changes is a re-partition.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from autoscaler.catalog import MigPlacement
@@ -133,6 +134,24 @@ class Placement:
 
     def nodes_used(self) -> set[str]:
         return {node for r in self.replicas for node, _ in r.members}
+
+    def nodes_after(self, inventory: Sequence[NodeState]) -> tuple[NodeState, ...]:
+        """The inventory once this placement is carried out: `inventory` plus the nodes it adds, with each GPU's MIG
+        layout as the placement sets it. With `replicas`, what the next tick observes."""
+        layouts = {
+            (g.node, g.index): None if g.layout is None else tuple(p.profile for p in g.layout) for g in self.gpus
+        }
+        return tuple(
+            NodeState(
+                n.name,
+                n.pool,
+                n.gpu_type,
+                n.gpus,
+                n.cordoned,
+                tuple(layouts.get((n.name, i), n.layout(i)) for i in range(n.gpus)),
+            )
+            for n in (*inventory, *self.new_nodes)
+        )
 
     def steps(self) -> tuple[str, ...]:
         """The changes in a safe order: nodes to add; replicas to stop (not needed any more), which empties GPUs;

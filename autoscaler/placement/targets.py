@@ -1,4 +1,4 @@
-"""Stage 4 of `decide`: place the replica targets on the fleet, and cut what cannot be placed, lowest tier first.
+"""The last stage of `decide`: place the final targets on the fleet, and cut what cannot be placed, lowest tier first.
 
 1. Place every target (each service's replicas of its chosen shape, plus the replicas of other shapes it keeps
    running) on the observed inventory, keeping current replicas where they are, with every pool free to grow past
@@ -6,8 +6,10 @@
    grow past max_nodes, the note says by how many nodes ("pool p5 is full: needs 2 more H100-80GB nodes ...").
 2. Only then is max_nodes enforced. While replicas are left unplaced, services of the short GPU type give way,
    lowest tier first, one replica at a time round-robin within a tier (the service that kept the largest share of
-   its target gives next), never below min_replicas, until the GPU share they free covers what is unplaced; then
-   placement runs again. A scale-up that cannot be placed is therefore never promised.
+   its target gives next), never below its `floor` (what the caller must keep: the replicas that run, and
+   min_replicas), until the GPU share they free covers what is unplaced; then placement runs again. A scale-up
+   that cannot be placed is therefore never promised, and the placement returned is of exactly the targets that
+   are.
 When the observation has no node inventory, each pool is taken to have its observed node count (else min_nodes) of
 empty, MIG-off nodes: placement then checks packing (gangs on one node, MIG layouts, shares) but cannot keep
 current assignments.
@@ -32,14 +34,14 @@ _ROUNDS = 64  # bound on place-and-cut rounds; each round cuts at least one repl
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One service's replicas to place: `replicas` of its chosen `shape` (what the stage may cut) and the replicas
-    of other shapes it keeps running for now (a shape change in progress)."""
+    """One service's replicas to place: `replicas` of its chosen `shape`, of which the stage may cut down to `floor`,
+    and the replicas of other shapes it keeps running for now (a shape change in progress), which it never cuts."""
 
     service: str
     tier: Tier
     shape: Shape | None  # None: no shape chosen (no feasible shape); only `others` run
     replicas: int
-    min_replicas: int
+    floor: int
     others: Mapping[Shape, int]
 
 
@@ -117,7 +119,7 @@ def fit_targets(
                     f"{replicas[target.service]} of {wanted[target.service]} replicas promised: {full[gpu_type]}"
                 )
         if not freed:
-            break  # everyone is at min_replicas: what is left is reported unplaced
+            break  # everyone is at their floor: what is left is reported unplaced
     for left in placement.unplaced:
         cut.setdefault(left.service, f"{left.count} x {left.shape} cannot be placed: {left.reason}")
     return TargetFit(replicas, cut, tuple(notes), placement, _fragmentation(placement, inventory, targets, catalog))
@@ -156,7 +158,7 @@ def _give_way(
         heap = [
             (-replicas[t.service] / max(t.replicas, 1), t.service, t)
             for t in mine
-            if t.tier is tier and replicas[t.service] > t.min_replicas
+            if t.tier is tier and replicas[t.service] > t.floor
         ]
         heapq.heapify(heap)
         while share > 1e-9 and heap:
@@ -165,7 +167,7 @@ def _give_way(
             assert victim.shape is not None
             share -= catalog.gpu_share(catalog.canonical_shape(victim.shape))
             victims.append(victim)
-            if replicas[victim.service] > victim.min_replicas:
+            if replicas[victim.service] > victim.floor:
                 heapq.heappush(heap, (-replicas[victim.service] / max(victim.replicas, 1), victim.service, victim))
         if share <= 1e-9:
             break

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from autoscaler.capacity import TokenMix
@@ -339,8 +339,8 @@ class FleetscalePolicy:
                     forecaster.observe(rate)
                 predicted = forecaster.forecast(self.config.plans[name].horizon_s)
                 if predicted is not None:
-                    forecasts[name] = predicted
-        decision, self._state = decide(Observation(now, services), forecasts, self.config, self._state, now)
+                    forecasts[name] = replace(predicted, issued_at_s=now.timestamp())
+        decision, self._state = decide(Observation(services), forecasts, self.config, self._state, now)
         if self.decisions is not None:
             for s in decision.services:
                 for shape in sorted(set(s.current) | set(s.target), key=str):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,7 +18,16 @@ from autoscaler.capacity import LatencySlo, TokenMix, capacity_at_slo
 from autoscaler.catalog import Catalog
 from autoscaler.compiled import CompiledScenario
 from autoscaler.decide import STAGE_ORDER, decide
-from autoscaler.model import Decision, Observation, PolicyState, Reason, ServiceObservation, ShapeReplicas, Stage
+from autoscaler.model import (
+    Constraint,
+    Decision,
+    Observation,
+    PolicyState,
+    Reason,
+    ServiceObservation,
+    ShapeReplicas,
+    Stage,
+)
 from autoscaler.perf import Precision, ProfileBook
 from autoscaler.placement import NodeState, PlacedReplica
 from autoscaler.shapes import Shape, parse_shape
@@ -41,7 +51,7 @@ def _obs(rates: dict[str, float | None], replicas: dict[str, dict[Shape, int]] |
         )
         for name, rate in rates.items()
     }
-    return Observation(NOW, services, month_to_date_spend_usd=kw.get("spend"))
+    return Observation(services, month_to_date_spend_usd=kw.get("spend"))
 
 
 def _chat_capacity(book: ProfileBook, replicas: int = 1) -> float:
@@ -59,7 +69,7 @@ def test_decide_lists_its_stages_in_order() -> None:
     doc = inspect.getdoc(decide) or ""
     listed = re.findall(r"^\d\. (\w+):", doc, flags=re.MULTILINE)
     assert listed == [stage.value for stage in STAGE_ORDER]
-    assert STAGE_ORDER == (Stage.FORECAST, Stage.SIZE, Stage.BUDGET, Stage.PLACE, Stage.STABILIZE)
+    assert STAGE_ORDER == (Stage.FORECAST, Stage.SIZE, Stage.BUDGET, Stage.STABILIZE, Stage.PLACE)
 
 
 def test_every_target_carries_its_stage_trace_in_order(chat: CompiledScenario) -> None:
@@ -79,7 +89,9 @@ def test_replicas_are_the_fewest_whose_capacity_covers_the_demand(chat: Compiled
     assert result.capacity_rps_per_replica == pytest.approx(capacity)
     assert result.cost_usd_per_h == pytest.approx(5 * 6.88)  # catalog H100-80GB price
     assert result.reason is Reason.STEADY
-    assert result.binding_constraint in ("tpot_p95_s", "ttft_p95_s", "concurrency")
+    assert result.binding_constraint in (Constraint.TPOT, Constraint.TTFT, Constraint.CONCURRENCY)
+    size = result.trace[1]
+    assert (size.stage, size.replicas, size.shape, size.binding) == (Stage.SIZE, 5, H100, result.binding_constraint)
 
 
 def test_a_demand_below_min_replicas_says_so(catalog: Catalog, book: ProfileBook) -> None:
@@ -89,7 +101,7 @@ def test_a_demand_below_min_replicas_says_so(catalog: Catalog, book: ProfileBook
     low, _ = decide(_obs({"chat": 0.5 * _chat_capacity(book)}, {"chat": {H100: 3}}), {}, compiled, PolicyState(), NOW)
     assert low.service("chat").target == {H100: 3}
     assert low.service("chat").reason is Reason.AT_MIN_REPLICAS
-    assert low.service("chat").binding_constraint == "min_replicas"
+    assert low.service("chat").binding_constraint is Constraint.MIN_REPLICAS
     # Three replicas' worth of demand is steady at three, not held up by min_replicas.
     full = 2.9 * _chat_capacity(book, 3)
     steady, _ = decide(_obs({"chat": full}, {"chat": {H100: 3}}), {}, compiled, PolicyState(), NOW)
@@ -102,7 +114,8 @@ def test_forecast_peak_over_the_horizon_drives_the_size(chat: CompiledScenario, 
     # Observed 1 replica's worth; the p99 forecast (critical tier) peaks at 7.5 replicas' worth within the horizon
     # (cold start 27 s + provisioning 120 s + tick 15 s = 162 s), and higher only after it.
     steps = [capacity] * 4 + [7.5 * capacity] + [capacity] * 5 + [50 * capacity] * 10
-    forecast = Forecast(30.0, tuple(steps), {0.99: tuple(steps), 0.5: tuple(s / 2 for s in steps)}, "seasonal_naive")
+    quantiles = {0.99: tuple(steps), 0.5: tuple(s / 2 for s in steps)}
+    forecast = Forecast(30.0, tuple(steps), quantiles, "seasonal_naive", NOW.timestamp())
     decision, _ = decide(
         _obs({"chat": capacity * 0.9}, {"chat": {H100: 8}}), {"chat": forecast}, chat, PolicyState(), NOW
     )
@@ -113,36 +126,101 @@ def test_forecast_peak_over_the_horizon_drives_the_size(chat: CompiledScenario, 
 
 
 def test_observed_rate_above_the_forecast_wins(chat: CompiledScenario) -> None:
-    forecast = Forecast(30.0, (1.0,) * 10, {0.99: (1.0,) * 10}, "ets")
+    forecast = Forecast(30.0, (1.0,) * 10, {0.99: (1.0,) * 10}, "ets", NOW.timestamp())
     decision, _ = decide(_obs({"chat": 40.0}), {"chat": forecast}, chat, PolicyState(), NOW)
     assert decision.service("chat").predicted_demand_rps == 40.0
     assert "observed 40 req/s is higher" in decision.service("chat").demand_source
 
 
 @pytest.mark.parametrize(
-    ("name", "rate", "sampled_at"),
+    ("name", "rate", "sampled_at", "reason"),
     [
-        ("nan", math.nan, NOW),
-        ("negative", -3.0, NOW),
-        ("missing", None, NOW),
-        ("infinite", math.inf, NOW),
-        ("stale", 1.0, NOW - timedelta(seconds=61)),  # metrics_max_age_s is 60
+        ("nan", math.nan, NOW, Reason.HOLD_BAD_METRICS),
+        ("negative", -3.0, NOW, Reason.HOLD_BAD_METRICS),
+        ("missing", None, NOW, Reason.HOLD_MISSING_METRICS),
+        ("infinite", math.inf, NOW, Reason.HOLD_BAD_METRICS),
+        ("stale", 1.0, NOW - timedelta(seconds=61), Reason.HOLD_STALE_METRICS),  # metrics_max_age_s is 60
+        ("from the future", 1.0, NOW + timedelta(seconds=11), Reason.HOLD_BAD_METRICS),  # future skew 10 s
     ],
 )
 def test_no_scale_down_when_metrics_are_bad(
-    chat: CompiledScenario, name: str, rate: float | None, sampled_at: datetime
+    chat: CompiledScenario, name: str, rate: float | None, sampled_at: datetime, reason: Reason
 ) -> None:
     decision, _ = decide(_obs({"chat": rate}, {"chat": {H100: 9}}, sampled_at=sampled_at), {}, chat, PolicyState(), NOW)
     result = decision.service("chat")
     assert result.target == {H100: 9}, name
-    assert result.reason is Reason.HOLD_STALE_METRICS
+    assert result.reason is reason
     assert result.hold
+    assert result.trace[0].summary == "hold"
+
+
+def test_samples_within_the_future_skew_are_taken(chat: CompiledScenario) -> None:
+    # A source whose clock runs 10 s ahead (metrics_max_future_skew_s): the sample is used, not refused.
+    decision, _ = decide(
+        _obs({"chat": 1.0}, {"chat": {H100: 9}}, sampled_at=NOW + timedelta(seconds=10)), {}, chat, PolicyState(), NOW
+    )
+    assert not decision.service("chat").hold
+    future = "metrics sampled 42 s in the future (metrics_max_future_skew_s 10): a clock is wrong"
+    held, _ = decide(
+        _obs({"chat": 1.0}, {"chat": {H100: 9}}, sampled_at=NOW + timedelta(seconds=42)), {}, chat, PolicyState(), NOW
+    )
+    assert held.service("chat").message.startswith(future)
+
+
+def test_naive_datetimes_are_refused_at_the_boundary(chat: CompiledScenario) -> None:
+    naive = datetime(2000, 1, 1, 12)
+    with pytest.raises(ValueError, match=r"decide\(now\) \(2000-01-01T12:00:00\) is a naive datetime"):
+        decide(_obs({"chat": 1.0}), {}, chat, PolicyState(), naive)
+    with pytest.raises(ValueError, match=r"ServiceObservation.sampled_at .* is a naive datetime"):
+        ServiceObservation(1.0, sampled_at=naive)
+
+
+def test_the_decision_does_not_depend_on_the_process_time_zone(
+    chat: CompiledScenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same instant written in another zone, under another process time zone, is the same decision (with naive
+    # times it was not: TZ=America/Los_Angeles turned a scale-up into a stale-metrics hold).
+    la = timezone(timedelta(hours=-8))
+    in_utc, _ = decide(_obs({"chat": 60.0}, {"chat": {H100: 3}}), {}, chat, PolicyState(), NOW)
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        in_la, _ = decide(
+            _obs({"chat": 60.0}, {"chat": {H100: 3}}, sampled_at=NOW.astimezone(la)), {}, chat, PolicyState(),
+            NOW.astimezone(la),
+        )  # fmt: skip
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert in_la.service("chat").target == in_utc.service("chat").target
+    assert in_la.service("chat").reason is in_utc.service("chat").reason is Reason.SCALE_UP
+    assert in_la.at == in_utc.at and in_la.at.tzinfo is UTC
+
+
+def test_a_stale_forecast_is_ignored_and_the_decision_says_so(chat: CompiledScenario, book: ProfileBook) -> None:
+    capacity = _chat_capacity(book)
+    steps = (8 * capacity,) * 20
+    fresh = Forecast(15.0, steps, {0.99: steps}, "burst_envelope", NOW.timestamp() - 15)
+    stale = Forecast(15.0, steps, {0.99: steps}, "burst_envelope", NOW.timestamp() - 61)  # forecast_max_age_s 60
+    ahead = Forecast(15.0, steps, {0.99: steps}, "burst_envelope", NOW.timestamp() + 30)
+    used, _ = decide(_obs({"chat": capacity}, {"chat": {H100: 1}}), {"chat": fresh}, chat, PolicyState(), NOW)
+    assert used.service("chat").predicted_demand_rps == pytest.approx(8 * capacity)
+    assert used.service("chat").forecast_model == "burst_envelope"
+    for forecast, when in ((stale, "61 s ago"), (ahead, "30 s in the future")):
+        ignored, _ = decide(_obs({"chat": capacity}, {"chat": {H100: 1}}), {"chat": forecast}, chat, PolicyState(), NOW)
+        result = ignored.service("chat")
+        assert result.predicted_demand_rps == pytest.approx(capacity)  # the observed rate stands
+        assert result.forecast_model is None
+        assert result.demand_source == (
+            f"observed {capacity:.3g} req/s: the burst_envelope forecast was issued {when} (forecast_max_age_s 60) "
+            "and is ignored"
+        )
 
 
 def test_a_service_without_any_observation_holds_at_min_replicas(chat: CompiledScenario) -> None:
-    decision, _ = decide(Observation(NOW, {}), {}, chat, PolicyState(), NOW)
+    decision, _ = decide(Observation({}), {}, chat, PolicyState(), NOW)
     assert decision.service("chat").target == {H100: 1}
-    assert decision.service("chat").reason is Reason.HOLD_STALE_METRICS
+    assert decision.service("chat").reason is Reason.HOLD_MISSING_METRICS
 
 
 def test_the_cheapest_shape_wins_and_the_rejected_one_is_named(catalog: Catalog, book: ProfileBook) -> None:
@@ -158,7 +236,7 @@ def test_the_cheapest_shape_wins_and_the_rejected_one_is_named(catalog: Catalog,
         }
     )
     compiled = compile_dict(data, catalog, book)
-    obs = Observation(NOW, {"chat": ServiceObservation(20.0, 8000.0, 400.0, NOW)})
+    obs = Observation({"chat": ServiceObservation(20.0, 8000.0, 400.0, NOW)})
     result = decide(obs, {}, compiled, PolicyState(), NOW)[0].service("chat")
     costs = {
         str(c.shape): math.ceil(20.0 / capacity_at_slo(c.profile, LatencySlo(2.0, 0.1), TokenMix(400, 20)).rps - 1e-9)
@@ -222,7 +300,7 @@ def test_budget_falls_back_to_a_lower_quantile_before_cutting(catalog: Catalog, 
     compiled = _two_tier(catalog, book, {"hard_usd_per_h": 56.0}, batch_tier="standard")
     p50 = tuple([2.5 * capacity] * 10)
     p90 = tuple([4.5 * capacity] * 10)
-    forecasts = {"batch": Forecast(30.0, p50, {0.5: p50, 0.9: p90, 0.99: p90}, "ets")}
+    forecasts = {"batch": Forecast(30.0, p50, {0.5: p50, 0.9: p90, 0.99: p90}, "ets", NOW.timestamp())}
     current = {"chat": {H100: 5}, "batch": {H100: 5}}
     obs = _obs({"chat": 4.5 * capacity, "batch": 2.0 * capacity}, current)
     decision, _ = decide(obs, forecasts, compiled, PolicyState(), NOW)
@@ -334,9 +412,7 @@ def test_state_round_trips_between_ticks(chat: CompiledScenario) -> None:
 
 
 def _mix_obs(rate: float, prompt: float, answer: float, at: datetime) -> Observation:
-    return Observation(
-        at, {"chat": ServiceObservation(rate, rate * prompt, rate * answer, at, {H100: ShapeReplicas(4)})}
-    )
+    return Observation({"chat": ServiceObservation(rate, rate * prompt, rate * answer, at, {H100: ShapeReplicas(4)})})
 
 
 def test_sizing_uses_the_token_mix_of_the_last_minutes_not_of_one_noisy_tick(chat: CompiledScenario) -> None:
@@ -385,7 +461,7 @@ def test_a_random_router_gets_no_pooling_credit(catalog: Catalog, book: ProfileB
 def test_held_metrics_keep_the_token_mix_estimate(chat: CompiledScenario) -> None:
     _, state = decide(_mix_obs(30.0, 1000, 200, NOW), {}, chat, PolicyState(), NOW)
     later = NOW + timedelta(seconds=15)
-    stale = Observation(later, {"chat": ServiceObservation(None, None, None, later, {H100: ShapeReplicas(4)})})
+    stale = Observation({"chat": ServiceObservation(None, None, None, later, {H100: ShapeReplicas(4)})})
     _, held = decide(stale, {}, chat, state, later)
     assert held.services["chat"].mix == state.services["chat"].mix
 
@@ -452,10 +528,11 @@ def test_property_targets_within_bounds_and_budget_kept(
     for result in decision.services:
         budget_stage = next(t for t in result.trace if t.stage is Stage.BUDGET)
         size_stage = next(t for t in result.trace if t.stage is Stage.SIZE)
-        shape = parse_shape(size_stage.summary.split(" x ", 1)[1]) if " x " in size_stage.summary else None
+        shape = size_stage.shape
         candidate = mixed.plans[result.service].candidate(shape) if shape is not None else None
         unit_price[result.service] = candidate.price_usd_per_h if candidate is not None else 0.0
-        budget_cost[result.service] = int(budget_stage.summary.split()[0]) * unit_price[result.service]
+        assert budget_stage.replicas is not None
+        budget_cost[result.service] = budget_stage.replicas * unit_price[result.service]
     for result in decision.services:
         budget_stage = next(t for t in result.trace if t.stage is Stage.BUDGET)
         if budget_stage.reason is Reason.LIMITED_BY_BUDGET:

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from autoscaler.catalog import load_catalog
 from autoscaler.config import NodePool
 from autoscaler.placement import NodeState, PlacedReplica, Placement, ReplicaRequest, place
-from autoscaler.placement.applied import applied
 from autoscaler.shapes import Shape, ShapeKind, parse_shape
 from tests.unit.test_placement_heuristic import check_valid
 
@@ -80,7 +79,7 @@ def test_property_a_small_change_moves_and_repartitions_no_more_than_necessary(
     before, after = change
     start = [NodeState(f"h{i}", "h100", "H100-80GB", 8) for i in range(2)] + [NodeState("l0", "l4", "L4", 4)]
     first = place(before, start, POOLS, CATALOG)
-    inventory = list(applied(first, start, {})[0])
+    inventory = list(first.nodes_after(start))
     second = place(after, inventory, POOLS, CATALOG, current=first.replicas)
 
     assert second.moves == ()
@@ -118,7 +117,7 @@ def test_property_replacing_against_a_current_placement_with_cordons_stays_valid
     first = place(before, start, POOLS, CATALOG)
     inventory = [
         NodeState(n.name, n.pool, n.gpu_type, n.gpus, cordon, n.mig_layouts)
-        for n, cordon in zip(applied(first, start, {})[0], cordons + [False] * 10, strict=False)
+        for n, cordon in zip(first.nodes_after(start), cordons + [False] * 10, strict=False)
     ]
     second = place(after, inventory, POOLS, CATALOG, current=first.replicas)
     check_valid(second, inventory, after, CATALOG)
@@ -135,7 +134,7 @@ def test_replicas_on_a_cordoned_node_move_and_nothing_else_does() -> None:
         ReplicaRequest("mini", parse_shape("H100-80GB/3g.40gb"), 3),
     ]
     first = place(demand, start, POOLS, CATALOG)
-    inventory = list(applied(first, start, {})[0])
+    inventory = list(first.nodes_after(start))
     victim = "h0"
     assert any(r.node == victim for r in first.replicas)
     inventory = [NodeState(n.name, n.pool, n.gpu_type, n.gpus, n.name == victim, n.mig_layouts) for n in inventory]
@@ -186,10 +185,7 @@ def test_the_applied_fleet_places_the_same_demand_with_no_change() -> None:
         ReplicaRequest("tiny", parse_shape("0.25xL4"), 3),
     ]
     first = place(demand, start, POOLS, CATALOG)
-    targets: dict[str, dict[Shape, int]] = {}
-    for r in demand:
-        targets.setdefault(r.service, {})[CATALOG.canonical_shape(r.shape)] = r.count
-    nodes, running = applied(first, start, targets)
+    nodes, running = first.nodes_after(start), first.replicas
     assert {n.name for n in nodes} == {"h0", "h100-new-1", "l4-new-1"}
     second = place(demand, nodes, POOLS, CATALOG, current=running)
     assert (second.started, second.stopped, second.moves, second.repartitions, second.nodes_to_add) == (

@@ -44,50 +44,50 @@ def test_scale_down_waits_for_the_window_then_steps_at_the_limited_rate() -> Non
     state: ServiceState | None = None
     current = 10
     # t=0: watched since now, demand needs 10: steady.
-    out = stabilize_service(_item(10, current), state, POLICY, clock.now_s, applied=False)
+    out = stabilize_service(_item(10, current), state, POLICY, clock.now_s, check_writers=False)
     assert out.target[H100] == 10
     state = out.state
     # t=60: demand falls to 4. The window still holds the 10 of t=0: hold.
-    out = stabilize_service(_item(4, current), state, POLICY, clock.step(60), applied=False)
+    out = stabilize_service(_item(4, current), state, POLICY, clock.step(60), check_writers=False)
     assert (out.target[H100], out.reason) == (10, Reason.SCALE_DOWN_DELAYED)
     state = out.state
     # t=299: one second before the 10 leaves the window: still hold.
-    out = stabilize_service(_item(4, current), state, POLICY, clock.step(239), applied=False)
+    out = stabilize_service(_item(4, current), state, POLICY, clock.step(239), check_writers=False)
     assert out.target[H100] == 10
     state = out.state
     # t=300: the window's max is 4; at most 2 per 60 s: 10 -> 8.
-    out = stabilize_service(_item(4, current), state, POLICY, clock.step(1), applied=False)
+    out = stabilize_service(_item(4, current), state, POLICY, clock.step(1), check_writers=False)
     assert (out.target[H100], out.reason) == (8, Reason.SCALE_DOWN_RATE_LIMITED)
     state, current = out.state, 8
     # t=330: inside the 60 s period after the last scale-down: hold at 8.
-    out = stabilize_service(_item(4, current), state, POLICY, clock.step(30), applied=False)
+    out = stabilize_service(_item(4, current), state, POLICY, clock.step(30), check_writers=False)
     assert (out.target[H100], out.reason) == (8, Reason.SCALE_DOWN_RATE_LIMITED)
     state = out.state
     # t=360: next period: 8 -> 6; t=420: 6 -> 4, and 4 is what demand needs: no limit message.
-    out = stabilize_service(_item(4, current), state, POLICY, clock.step(30), applied=False)
+    out = stabilize_service(_item(4, current), state, POLICY, clock.step(30), check_writers=False)
     assert out.target[H100] == 6
     state, current = out.state, 6
-    out = stabilize_service(_item(4, current), state, POLICY, clock.step(60), applied=False)
+    out = stabilize_service(_item(4, current), state, POLICY, clock.step(60), check_writers=False)
     assert out.target[H100] == 4
     assert out.reason is None
 
 
 def test_a_new_service_is_not_scaled_down_before_a_whole_window_was_watched() -> None:
     clock = FakeClock()
-    out = stabilize_service(_item(2, 10), None, POLICY, clock.now_s, applied=False)
+    out = stabilize_service(_item(2, 10), None, POLICY, clock.now_s, check_writers=False)
     assert (out.target[H100], out.reason) == (10, Reason.SCALE_DOWN_DELAYED)
 
 
 def test_scale_up_is_immediate_but_bounded() -> None:
     clock = FakeClock()
     # 3 -> 20 wanted: at most max(3 x 2, 3 + 4) = 7 this tick.
-    out = stabilize_service(_item(20, 3), None, POLICY, clock.now_s, applied=False)
+    out = stabilize_service(_item(20, 3), None, POLICY, clock.now_s, check_writers=False)
     assert (out.target[H100], out.reason) == (7, Reason.SCALE_UP_RATE_LIMITED)
     # next tick from 7: at most max(14, 11) = 14.
-    out = stabilize_service(_item(20, 7), out.state, POLICY, clock.step(15), applied=False)
+    out = stabilize_service(_item(20, 7), out.state, POLICY, clock.step(15), check_writers=False)
     assert out.target[H100] == 14
     # then 20 fits (<= 28): no limit.
-    out = stabilize_service(_item(20, 14), out.state, POLICY, clock.step(15), applied=False)
+    out = stabilize_service(_item(20, 14), out.state, POLICY, clock.step(15), check_writers=False)
     assert (out.target[H100], out.reason) == (20, None)
 
 
@@ -110,16 +110,40 @@ def test_bounds_win_over_everything() -> None:
 
 def test_another_writer_is_detected_in_apply_mode() -> None:
     clock = FakeClock()
-    first = stabilize_service(_item(4, 4), None, POLICY, clock.now_s, applied=True)
-    # Someone set the spec to 6 although fleetscale last set 4.
-    item = _item(3, 4)
-    item = dataclasses.replace(item, current={H100: ShapeReplicas(ready=4, spec=6)})
-    out = stabilize_service(item, first.state, POLICY, clock.step(15), applied=True)
+    first = stabilize_service(_item(4, 4), None, POLICY, clock.now_s, check_writers=True)
+    # The loop records what the actuator applied: 4.
+    state = dataclasses.replace(first.state, applied={H100: 4}, requested={H100: 4})
+    # Someone set the spec to 6 although fleetscale last applied 4.
+    item = dataclasses.replace(_item(3, 4), current={H100: ShapeReplicas(ready=4, spec=6)})
+    out = stabilize_service(item, state, POLICY, clock.step(15), check_writers=True)
     assert out.reason is Reason.HOLD_CONFLICT
-    assert "another writer" in out.message
+    assert out.message == ("spec of H100-80GB is 6, fleetscale last applied 4: another writer changed it; backing off")
+    assert out.target == {H100: 4}
     # In recommend mode nothing is applied, so a differing spec is not a conflict.
-    out = stabilize_service(item, first.state, POLICY, clock.now_s, applied=False)
+    out = stabilize_service(item, state, POLICY, clock.now_s, check_writers=False)
     assert out.reason is not Reason.HOLD_CONFLICT
+
+
+def test_what_was_applied_is_not_another_writer() -> None:
+    clock = FakeClock()
+    # fleetscale asked for 8; a quota let the platform take 4 (what the actuator answered).
+    state = ServiceState(clock.now_s, applied={H100: 4}, requested={H100: 4})
+    partial = dataclasses.replace(_item(8, 4), current={H100: ShapeReplicas(ready=4, spec=4)})
+    out = stabilize_service(partial, state, POLICY, clock.step(15), check_writers=True)
+    assert out.reason is not Reason.HOLD_CONFLICT
+    assert out.target == {H100: 8}  # the scale-up goes on
+    # It asked for 8 and the call timed out: the platform may hold 4 (not applied) or 8 (applied, answer lost).
+    unsure = ServiceState(clock.now_s, applied={H100: 4}, requested={H100: 8})
+    for spec in (4, 8):
+        item = dataclasses.replace(_item(8, 4), current={H100: ShapeReplicas(ready=4, starting=spec - 4, spec=spec)})
+        assert stabilize_service(item, unsure, POLICY, clock.step(15), check_writers=True).reason is not (
+            Reason.HOLD_CONFLICT
+        ), spec
+    # Anything else is someone else's.
+    item = dataclasses.replace(_item(8, 4), current={H100: ShapeReplicas(ready=4, spec=5)})
+    out = stabilize_service(item, unsure, POLICY, clock.step(15), check_writers=True)
+    assert out.reason is Reason.HOLD_CONFLICT
+    assert "fleetscale last applied 4 (asked for 8)" in out.message
 
 
 def test_a_shape_change_makes_before_it_breaks() -> None:
