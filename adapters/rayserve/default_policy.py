@@ -1,35 +1,31 @@
-"""The `rayserve` baseline: Ray Serve's own default autoscaling policy, called from the installed `ray` package.
+"""Ray Serve's own default autoscaling policy, called from the installed `ray` package with plain values.
 
-Each tick, per service, it builds the `AutoscalingContext` the Serve controller would build from the simulated
-state and calls the policy exactly as the controller composes it: `_apply_autoscaling_config(
-replica_queue_length_autoscaling_policy)` (scaling factors, upscale and downscale delays), then rounds up and clamps
-to [min_replicas, max_replicas] as the controller's `apply_bounds` does. The context's `total_num_requests` is the
-mean of the requests in flight (replica queues and the gateway's) over `look_back_period_s`, what Serve's replica
-metrics report.
+`RayServeDefaultPolicy` is what the simulator's `rayserve` baseline calls once per tick and service (the CLI wires
+it in; this adapter knows nothing of the simulator). Each call builds the `AutoscalingConfig` and the
+`AutoscalingContext` the Serve controller would build, and calls the policy exactly as the controller composes
+it: `_apply_autoscaling_config(replica_queue_length_autoscaling_policy)` (scaling factors, upscale and downscale
+delays). The answer is Ray's, unrounded; rounding up and clamping to [min_replicas, max_replicas], as the
+controller's `apply_bounds` does, is the caller's.
 
 Ray 2.60's delay logic measures the delays with `time.time()`; in a replay that runs minutes of simulated time per
 second, the wall clock would never let a delay elapse. So, only while the policy runs, the `time` that module
-sees is a clock reading the simulated time. Nothing else of Ray is touched.
+sees is a clock reading the caller's time (`now_s`). Nothing else of Ray is touched.
 """
 
 from __future__ import annotations
 
-import math
 import types
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
-
-from autoscaler.compiled import CompiledScenario
-from autoscaler.shapes import Shape
-from autoscaler.sim.fleet import FleetView, ServiceRequests, Targets
-from autoscaler.sim.policies import BaselineShape, baseline_shapes, bounded_replicas
 
 
 class RayUnavailableError(RuntimeError):
     pass
+
+
+_APP_NAME = "fleetscale-sim"
 
 
 def _ray() -> tuple[Any, Any, Any, Any, Any]:
@@ -61,74 +57,83 @@ def _simulated_clock(module: Any, now_s: float) -> Iterator[None]:
         module.time = real
 
 
-@dataclass
-class RayServePolicy:
-    """Ray Serve's default policy per service (see the module docstring); `target_ongoing_requests` is the knob."""
+class RayServeDefaultPolicy:
+    """Ray Serve's default policy as a callable of plain values (the arguments are documented where the simulator
+    declares what it calls: the `rayserve` baseline's `ServeScalingPolicy`).
 
-    config: CompiledScenario
-    requests: Mapping[str, ServiceRequests]
-    target_ongoing_requests: float = 2.0
-    upscale_delay_s: float = 30.0
-    downscale_delay_s: float = 600.0
-    look_back_period_s: float = 30.0
-    name: str = "rayserve"
-    _shapes: dict[str, BaselineShape] = field(default_factory=dict)
-    _state: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _target: dict[str, int] = field(default_factory=dict)
+    Raises RayUnavailableError on construction when ray[serve] is not installed. The instance keeps no decision
+    state (that is the `policy_state` the caller threads through), only the Ray objects it has built, so one
+    instance can serve any number of replays.
+    """
 
-    def __post_init__(self) -> None:
-        self._ray = _ray()
-        self._shapes = baseline_shapes(self.config, self.requests)
-        module, deployment_id, _, autoscaling_config, _ = self._ray
-        self._policy = module._apply_autoscaling_config(module.replica_queue_length_autoscaling_policy)
-        self._configs = {}
-        self._ids = {}
-        for name, plan in self.config.plans.items():
-            service = plan.service
-            self._configs[name] = autoscaling_config(
-                min_replicas=service.min_replicas,
-                max_replicas=service.max_replicas,
-                target_ongoing_requests=self.target_ongoing_requests,
-                upscale_delay_s=self.upscale_delay_s,
-                downscale_delay_s=self.downscale_delay_s,
-                look_back_period_s=self.look_back_period_s,
+    def __init__(self) -> None:
+        self._module, self._deployment_id, self._replica_id, self._autoscaling_config, self._context = _ray()
+        self._policy = self._module._apply_autoscaling_config(self._module.replica_queue_length_autoscaling_policy)
+        # Built once per distinct value: a pydantic model per tick and service would cost more than the policy.
+        self._configs: dict[tuple[int, int, float, float, float, float], Any] = {}
+        self._ids: dict[str, Any] = {}
+
+    def __call__(
+        self,
+        deployment: str,
+        *,
+        min_replicas: int,
+        max_replicas: int,
+        target_ongoing_requests: float,
+        upscale_delay_s: float,
+        downscale_delay_s: float,
+        look_back_period_s: float,
+        current_replicas: int,
+        target_replicas: int,
+        total_requests: float,
+        queued_requests: float,
+        policy_state: dict[str, Any],
+        now_s: float,
+    ) -> tuple[float, dict[str, Any]]:
+        key = (
+            min_replicas,
+            max_replicas,
+            target_ongoing_requests,
+            upscale_delay_s,
+            downscale_delay_s,
+            look_back_period_s,
+        )
+        config = self._configs.get(key)
+        if config is None:
+            config = self._configs[key] = self._autoscaling_config(
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                target_ongoing_requests=target_ongoing_requests,
+                upscale_delay_s=upscale_delay_s,
+                downscale_delay_s=downscale_delay_s,
+                look_back_period_s=look_back_period_s,
             )
-            self._ids[name] = deployment_id(name=name, app_name="fleetscale-sim")
-
-    def targets(self, view: FleetView) -> Targets:
-        module, _, replica_id, _, context = self._ray
-        out: dict[str, dict[Shape, int]] = {}
-        for name, window in view.services.items():
-            base = self._shapes[name]
-            service = self.config.plans[name].service
-            ready = window.ready.get(base.shape, 0)
-            if not window.samples:  # the first tick: the deployment starts at what the first window needs
-                self._target[name] = bounded_replicas(self.config, name, base.replicas_for(window.rate_rps))
-                out[name] = {base.shape: self._target[name]}
-                continue
-            target = self._target.get(name, ready)
-            ids = [replica_id(unique_id=f"{name}-{i}", deployment_id=self._ids[name]) for i in range(ready)]
-            ctx = context(
-                deployment_id=self._ids[name],
-                deployment_name=name,
-                app_name="fleetscale-sim",
-                current_num_replicas=ready,
-                target_num_replicas=target,
-                running_replicas=ids,
-                total_num_requests=window.mean_in_flight(self.look_back_period_s, view.now_s),
-                total_queued_requests=float(window.queued),
-                aggregated_metrics={},
-                raw_metrics={},
-                capacity_adjusted_min_replicas=service.min_replicas,
-                capacity_adjusted_max_replicas=service.max_replicas,
-                policy_state=self._state.get(name, {}),
-                last_scale_up_time=None,
-                last_scale_down_time=None,
-                current_time=view.now_s,
-                config=self._configs[name],
-            )
-            with _simulated_clock(module, view.now_s):
-                decision, self._state[name] = self._policy(ctx)
-            self._target[name] = bounded_replicas(self.config, name, math.ceil(decision))
-            out[name] = {base.shape: self._target[name]}
-        return out
+        deployment_id = self._ids.get(deployment)
+        if deployment_id is None:
+            deployment_id = self._ids[deployment] = self._deployment_id(name=deployment, app_name=_APP_NAME)
+        replicas = [
+            self._replica_id(unique_id=f"{deployment}-{i}", deployment_id=deployment_id)
+            for i in range(current_replicas)
+        ]
+        ctx = self._context(
+            deployment_id=deployment_id,
+            deployment_name=deployment,
+            app_name=_APP_NAME,
+            current_num_replicas=current_replicas,
+            target_num_replicas=target_replicas,
+            running_replicas=replicas,
+            total_num_requests=total_requests,
+            total_queued_requests=queued_requests,
+            aggregated_metrics={},
+            raw_metrics={},
+            capacity_adjusted_min_replicas=min_replicas,
+            capacity_adjusted_max_replicas=max_replicas,
+            policy_state=policy_state,
+            last_scale_up_time=None,
+            last_scale_down_time=None,
+            current_time=now_s,
+            config=config,
+        )
+        with _simulated_clock(self._module, now_s):
+            desired, state = self._policy(ctx)
+        return float(desired), state

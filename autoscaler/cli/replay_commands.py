@@ -201,14 +201,16 @@ def whatif_command(
     rows: list[DecisionRow] = []
     for name in names:
         if name == "rayserve":
-            from adapters.rayserve.default_policy import RayServePolicy, RayUnavailableError
+            from adapters.rayserve.default_policy import RayServeDefaultPolicy, RayUnavailableError
+            from autoscaler.sim.rayserve_policy import RayServePolicy
 
             try:
-                RayServePolicy(compiled, requests)
+                serve = RayServeDefaultPolicy()  # Ray's own policy; it keeps no state, so the replays share it
             except RayUnavailableError as exc:
                 raise fail(str(exc)) from None
-            makers[name] = lambda value: RayServePolicy(compiled, requests, target_ongoing_requests=value)
-            factories[name] = lambda: RayServePolicy(compiled, requests)
+            # The maker is called with the knob, RayServePolicy's next field: target_ongoing_requests.
+            makers[name] = functools.partial(RayServePolicy, compiled, requests, serve)
+            factories[name] = functools.partial(RayServePolicy, compiled, requests, serve)
         elif name == "fleetscale" and decisions is not None:
             factories[name] = lambda: FleetscalePolicy(compiled, requests, decisions=rows)
         else:
@@ -343,9 +345,10 @@ def plan_command(
         if not candidate_shapes(compiled, name, gpu_type or []):
             raise fail(f"service {name}: no allowed shape on the GPU types {', '.join(gpu_type or [])}")
     if ray or ray_address:
-        from adapters.raycluster.plan_tasks import evaluate_with_ray
+        from adapters.raycluster.plan_tasks import map_on_ray
+        from autoscaler.sim.plan import evaluate_mapped
 
-        evaluate = evaluate_with_ray(compiled, attainment, ray_address)
+        evaluate = evaluate_mapped(compiled, attainment, functools.partial(map_on_ray, address=ray_address))
         where = f"Ray tasks on {ray_address or 'a local Ray'}"
     else:
         evaluate = evaluate_locally(compiled, attainment)

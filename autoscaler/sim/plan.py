@@ -3,9 +3,10 @@
 Per service and per shape it may run (optionally only some GPU types), the fewest replicas of that shape whose
 replay of the service's trace, on a fleet that stays as it is, reaches the attainment (a binary search: each
 probe is a replay on the simulator, every replica ready from the start). The cheapest shape wins per service.
-Services do not share replicas, so they are planned independently (and can be evaluated in parallel: the CLI runs
-the searches as Ray tasks with `--ray`). The winners are then placed on nodes (`placement.place`: whole nodes per
-pool, MIG layouts per GPU), which gives the fleet to buy: nodes per pool, the MIG layouts, and the hourly cost.
+Services do not share replicas, so they are planned independently (and can be evaluated in parallel: with `--ray`
+the CLI runs the searches as Ray tasks through `evaluate_mapped`). The winners are then placed on nodes
+(`placement.place`: whole nodes per pool, MIG layouts per GPU), which gives the fleet to buy: nodes per pool, the
+MIG layouts, and the hourly cost.
 """
 
 from __future__ import annotations
@@ -104,6 +105,21 @@ def evaluate_locally(
 ) -> Callable[[Iterable[tuple[ServiceRequests, Shape]]], list[PlanOption]]:
     def run(jobs: Iterable[tuple[ServiceRequests, Shape]]) -> list[PlanOption]:
         return [search_replicas(config, requests, shape, attainment) for requests, shape in jobs]
+
+    return run
+
+
+Search = Callable[[CompiledScenario, ServiceRequests, Shape, float], PlanOption]
+MapSearches = Callable[[Search, CompiledScenario, list[tuple[ServiceRequests, Shape, float]]], list[PlanOption]]
+
+
+def evaluate_mapped(config: CompiledScenario, attainment: float, map_searches: MapSearches) -> Evaluate:
+    """The planner's `Evaluate`, each search run by `map_searches(search_replicas, config, jobs)`: it must return
+    `[search_replicas(config, *job) for job in jobs]`, wherever it runs them (`--ray`: as Ray tasks, with the
+    scenario shared once). The planner does not know how the searches are distributed; the CLI wires that in."""
+
+    def run(jobs: Iterable[tuple[ServiceRequests, Shape]]) -> list[PlanOption]:
+        return map_searches(search_replicas, config, [(requests, shape, attainment) for requests, shape in jobs])
 
     return run
 

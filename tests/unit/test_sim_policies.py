@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from adapters.rayserve.default_policy import RayServePolicy
+from adapters.rayserve.default_policy import RayServeDefaultPolicy
 from adapters.traces import load_trace
 from autoscaler.catalog import load_catalog
 from autoscaler.compiled import CompiledScenario, compile_scenario
@@ -19,6 +20,7 @@ from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, ServiceWi
 from autoscaler.sim.oracle import OraclePolicy
 from autoscaler.sim.plan import evaluate_locally, plan_fleet
 from autoscaler.sim.policies import HpaPolicy, MetricsWindow, StaticPolicy, baseline_shapes
+from autoscaler.sim.rayserve_policy import RayServePolicy
 from autoscaler.sim.summary import summarize
 from autoscaler.sim.tune import tune
 from autoscaler.sim.whatif import knob_values
@@ -80,7 +82,7 @@ def test_hpa_follows_its_rule(code: CompiledScenario, code_requests: dict[str, S
 def test_rayserve_is_ray_serves_own_policy_with_its_delays(
     code: CompiledScenario, code_requests: dict[str, ServiceRequests]
 ) -> None:
-    policy = RayServePolicy(code, code_requests, target_ongoing_requests=2.0)
+    policy = RayServePolicy(code, code_requests, RayServeDefaultPolicy(), target_ongoing_requests=2.0)
     shape = baseline_shapes(code, code_requests)["code"].shape
 
     def view(now: float, in_flight: float, ready: int) -> FleetView:
@@ -98,6 +100,41 @@ def test_rayserve_is_ray_serves_own_policy_with_its_delays(
     # Low load: no scale-down before the 600 s downscale delay.
     assert policy.targets(view(60.0, 1, 6))["code"] == {shape: 6}
     assert policy.targets(view(700.0, 1, 6))["code"][shape] < 6
+
+
+def test_the_rayserve_baseline_threads_the_policy_state_and_bounds_the_answer(
+    code: CompiledScenario, code_requests: dict[str, ServiceRequests]
+) -> None:
+    # The simulator's side alone, with a stand-in for Ray's policy: what it is given, and what it does with the answer.
+    calls: list[dict[str, Any]] = []
+
+    def serve(deployment: str, **values: Any) -> tuple[float, dict[str, Any]]:
+        calls.append({"deployment": deployment, **values})
+        return values["total_requests"] / values["target_ongoing_requests"], {"calls": len(calls)}
+
+    policy = RayServePolicy(code, code_requests, serve, target_ongoing_requests=4.0)
+    shape = baseline_shapes(code, code_requests)["code"].shape
+    service = code.plans["code"].service
+
+    def view(now: float) -> FleetView:  # 10 in flight on 3 ready replicas for the last 30 s, 2 of them queued
+        samples = tuple((now - k, 10, 3) for k in range(28, -1, -2))  # oldest first, as the simulator keeps them
+        return FleetView(now, {"code": ServiceWindow("code", 15.0, 30, 60_000, 900, samples, {shape: 3}, {}, 2)})
+
+    first = policy.targets(FleetView(0.0, {"code": ServiceWindow("code", 15.0, 0, 0, 0, (), {}, {}, 0)}))
+    assert not calls  # the first tick sizes from the window, without the policy
+    # 10 in flight / 4 per replica = 2.5, rounded up to 3.
+    assert policy.targets(view(30.0))["code"] == {shape: max(service.min_replicas, 3)}
+    assert calls[0] == {
+        "deployment": "code", "min_replicas": service.min_replicas, "max_replicas": service.max_replicas,
+        "target_ongoing_requests": 4.0, "upscale_delay_s": 30.0, "downscale_delay_s": 600.0,
+        "look_back_period_s": 30.0, "current_replicas": 3, "target_replicas": first["code"][shape],
+        "total_requests": 10.0, "queued_requests": 2.0, "policy_state": {}, "now_s": 30.0,
+    }  # fmt: skip
+    # 10 / 0.001 is far above max_replicas: bounded to it. The state returned comes back on the next call.
+    policy.target_ongoing_requests = 1e-3
+    assert policy.targets(view(45.0))["code"] == {shape: service.max_replicas}
+    assert calls[1]["policy_state"] == {"calls": 1}
+    assert calls[1]["target_replicas"] == max(service.min_replicas, 3)
 
 
 def test_rate_scaling_adds_shifted_copies_and_thins() -> None:
