@@ -13,12 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
-# The replay's hot path compiled with mypyc (about 3x faster replays; see autoscaler/native.py). Rebuilt when one of
-# its sources changes; without a C compiler it records why and everything runs as plain Python.
-NATIVE := autoscaler/native.json
+# The replay's hot path compiled with mypyc into build/native/ (about 3x faster replays; see autoscaler/native.py),
+# used by the entry points that opt in (fleetscale, the replay benchmarks). Rebuilt when one of its sources changes;
+# without a C compiler it records why and everything runs as plain Python.
+NATIVE := build/native/native.json
 $(NATIVE): $(STAMP) autoscaler/native.py autoscaler/perf.py autoscaler/sim/engine.py autoscaler/sim/fleet.py \
 		autoscaler/sim/policies.py autoscaler/sim/oracle.py
-	FLEETSCALE_PURE_PYTHON=1 $(BIN)/python -c "import autoscaler.native as n; raise SystemExit(n.main())"
+	$(BIN)/python -c "import autoscaler.native as n; raise SystemExit(n.main())"
 
 native: $(NATIVE)
 
@@ -53,6 +54,7 @@ bench: $(NATIVE)
 	$(BIN)/python benchmarks/sim_speed.py
 	$(BIN)/python benchmarks/replay_bounds.py --quick
 
+# autoscaler/native.json and autoscaler/**/*.so: what builds before build/native/ left next to the sources.
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NATIVE)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build/native autoscaler/native.json
 	find autoscaler -name '*.so' -delete

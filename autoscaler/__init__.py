@@ -1,6 +1,5 @@
-"""fleetscale's decision core: forecasts in, explained replica targets and placements out (DESIGN.md)."""
+"""fleetscale's decision core: forecasts in, explained replica targets and placements out (DESIGN.md).
 
-from autoscaler.native import use_current_build
-
-# Before any of the compiled modules is imported: a build that does not match its sources is not used.
-use_current_build()
+Importing it does nothing but define things; the compiled replay modules are an explicit opt-in of the entry points
+that want them (`autoscaler.native.use_compiled_build`).
+"""

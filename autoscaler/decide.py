@@ -449,6 +449,7 @@ def _assemble(
         target = {s: n for s, n in outcome.target.items() if n > 0 or current.get(s, 0) > 0}
         desired = {item.primary: work.replicas} if item.primary is not None else {}
         cost = sum(n * item.unit_price.get(s, 0.0) for s, n in target.items())
+        current_cost = sum(n * item.unit_price.get(s, 0.0) for s, n in current.items())
         total += cost
         reason, message = _final_reason(work, outcome, current, target)
         chosen = sizing.chosen
@@ -480,6 +481,7 @@ def _assemble(
                 trace=tuple(work.trace),
                 hold=reason.holds,
                 forecast_model=work.demand.model,
+                current_cost_usd_per_h=current_cost,
             )
         )
     estimates = {work.service.name: work.demand.mix_estimate for work in works}

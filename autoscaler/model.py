@@ -220,6 +220,7 @@ class ServiceDecision:
     trace: tuple[StageTrace, ...]
     hold: bool = False
     forecast_model: str | None = None  # the model whose forecast set the demand (None: the observed rate did)
+    current_cost_usd_per_h: float = 0.0  # what the current replicas cost (cost_usd_per_h is the target's)
 
     @property
     def current_replicas(self) -> int:

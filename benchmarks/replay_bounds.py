@@ -20,6 +20,8 @@ minutes per row and about 6 GB; `--quick` runs the code rows only.
         [--json FILE]
 """
 
+# ruff: noqa: E402
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +30,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from autoscaler.native import use_compiled_build
+
+# Before the imports of the replay's modules below: the opt-in decides whether they load compiled
+# (autoscaler/native.py), hence the late imports (E402, allowed for this file at its top).
+BUILD_STATUS = use_compiled_build()
 
 from adapters.traces import load_trace
 from autoscaler.catalog import load_catalog
@@ -142,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--factors", nargs="+", type=float, default=[1.0, 1.1, 1.2])
     parser.add_argument("--json", type=Path, help="write the figures as one flat JSON object")
     args = parser.parse_args(argv)
+    print(f"replay modules: {BUILD_STATUS}")
     rows = code_rows()
     if not args.quick:
         for name in args.series:

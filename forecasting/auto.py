@@ -7,7 +7,19 @@ skipped and its error recorded; if all fail, or the winner fails later, seasonal
 forecast's `model` names what produced it.
 
 Candidates depend on the span of the history: seasons (a week, a day, an hour, five minutes) are offered only
-where the training part holds at least two of them.
+where the training part holds at least two of them; `BurstEnvelope` joins them on request.
+
+Selection cost is bounded: each candidate is scored at `max_backtest_origins` origins at most, spread evenly over
+the validation part (the values in between are fed with `update` in batches, as a controller that missed a few
+ticks would). On 1,440 points that is a stride of 6 steps instead of 1 (ceil(359 origins / 60)).
+
+A winner with quantiles of its own (`native_quantiles`, e.g. `BurstEnvelope`), chosen alone (`ensemble_size=1`),
+is published as it is: its mean and quantiles, not conformal quantiles around it, and `model` reads
+"auto:burst_envelope". An ensemble of several gets conformal quantiles around the mean of its members, as before.
+
+With `max_history`, the members keep the same bound (or a tighter one of their own): each member trims its own
+series, and forecasts from an origin of the selector's series are asked of the members at the same time, their
+series being aligned at the end (every update reaches all of them).
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import numpy as np
 
 from forecasting.backtest import BacktestScore, rolling_origin
 from forecasting.base import FloatArray, Forecaster
+from forecasting.burst import BurstEnvelope
 from forecasting.gbm import QuantileGBM
 from forecasting.holt_winters import HoltWinters
 from forecasting.naive import SeasonalNaive
@@ -27,8 +40,9 @@ from forecasting.sarimax import Sarimax
 _SEASONS_S = (604800.0, 86400.0, 3600.0, 300.0)
 
 
-def default_candidates(span_s: float, step_s: float) -> list[Forecaster]:
-    """The candidate models for a history of `span_s` seconds at `step_s` resolution."""
+def default_candidates(span_s: float, step_s: float, *, burst_envelope: bool = False) -> list[Forecaster]:
+    """The candidate models for a history of `span_s` seconds at `step_s` resolution (and `BurstEnvelope` if asked:
+    the controller's per-tick series at 15 s, where bursts matter more than seasons)."""
     seasons = [s for s in _SEASONS_S if span_s >= 2 * s and s >= 4 * step_s]
     main = seasons[1] if len(seasons) > 1 and seasons[0] == 604800.0 else (seasons[0] if seasons else None)
     candidates: list[Forecaster] = [SeasonalNaive(None)]
@@ -38,10 +52,17 @@ def default_candidates(span_s: float, step_s: float) -> list[Forecaster]:
         candidates.append(HoltWinters(None))
     candidates.append(Sarimax(season_s=main if main is not None and main >= 3600 else None))
     candidates.append(QuantileGBM())
+    if burst_envelope:
+        candidates.append(BurstEnvelope())
     return candidates
 
 
 class AutoForecaster(Forecaster):
+    """The candidate with the best backtest (or the mean of the best `ensemble_size`). Stability: alpha.
+
+    `max_backtest_origins` bounds the forecasts scored per candidate (None: every step of the validation part).
+    """
+
     alias = "auto"
 
     def __init__(
@@ -52,6 +73,7 @@ class AutoForecaster(Forecaster):
         ensemble_size: int = 1,
         criterion: str = "pinball",
         selection: bool = True,
+        max_backtest_origins: int | None = 60,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -61,10 +83,16 @@ class AutoForecaster(Forecaster):
         self.ensemble_size = ensemble_size
         self.criterion = criterion
         self.selection = selection
+        self.max_backtest_origins = max_backtest_origins
 
     @property
     def name(self) -> str:
         return f"auto:{self.chosen_name}" if hasattr(self, "members_") else self.alias
+
+    @property
+    def native_quantiles(self) -> bool:
+        # Only a winner alone: the mean of several members has no quantiles of its own.
+        return hasattr(self, "members_") and len(self.members_) == 1 and self.members_[0].native_quantiles
 
     def _fit(self, y: FloatArray) -> None:
         n = len(y)
@@ -79,12 +107,13 @@ class AutoForecaster(Forecaster):
             return
         split = max(2, int(n * (1 - self.validation_fraction)))
         scale_season = _scale_season(split, self.step_s_)
+        stride = _stride(n - 1 - split, self.max_backtest_origins)
         for candidate in candidates:
             model = candidate.clone()
             try:
                 score = rolling_origin(
-                    model, self.observed_, self.step_s_, split, self.horizon, scale_season=scale_season,
-                    start_s=self.start_s_,
+                    model, self.observed_, self.step_s_, split, self.horizon, stride=stride,
+                    scale_season=scale_season, start_s=self.start_s_,
                 )  # fmt: skip
             except Exception as exc:
                 self.failures_[model.name] = f"{type(exc).__name__}: {exc}"
@@ -100,13 +129,16 @@ class AutoForecaster(Forecaster):
         self.members_: list[Forecaster] = []
         for winner in winners:
             model = winner.clone()
+            if self.max_history is not None and (model.max_history is None or model.max_history > self.max_history):
+                model.max_history = self.max_history  # the ensemble's bound holds for its members
             try:
                 # Only the ensemble's own quantiles are read, so the members skip their calibration.
                 self.members_.append(model.fit(self.observed_, self.step_s_, self.start_s_, calibrate=False))
             except Exception as exc:  # a winner failing on the whole series is dropped, and reported
                 self.failures_[model.name] = f"{type(exc).__name__}: {exc}"
         if not self.members_:
-            self.members_ = [SeasonalNaive(None).fit(self.observed_, self.step_s_, self.start_s_)]
+            fallback = SeasonalNaive(None, max_history=self.max_history)
+            self.members_ = [fallback.fit(self.observed_, self.step_s_, self.start_s_)]
 
     @property
     def chosen_name(self) -> str:
@@ -116,13 +148,37 @@ class AutoForecaster(Forecaster):
         for member in self.members_:
             member.update(self.observed_[start:])
 
+    def _after_drop(self, count: int) -> None:
+        # The members trim their own series (they carry the bound), and _member_origin maps origins onto them:
+        # nothing to refit, and above all no new selection.
+        pass
+
+    def _member_origin(self, member: Forecaster, origin: int) -> int:
+        """`origin` of this series as an index of `member`'s: both end at the last value fed.
+
+        A member that keeps less history (its own tighter bound) is asked from its first point at the earliest.
+        """
+        return max(1, origin - (len(self.filled_) - len(member.filled_)))
+
     def _predict_from(self, origin: int, horizon: int) -> FloatArray:
-        means = [member._predict_from(origin, horizon) for member in self.members_]
+        means = [member._predict_from(self._member_origin(member, origin), horizon) for member in self.members_]
         return np.asarray(np.mean(means, axis=0), dtype=np.float64)
+
+    def _predict_quantiles_from(
+        self, origin: int, horizon: int, quantiles: Sequence[float]
+    ) -> dict[float, FloatArray] | None:
+        if not self.native_quantiles:
+            return None
+        member = self.members_[0]
+        return member._predict_quantiles_from(self._member_origin(member, origin), horizon, quantiles)
 
     @classmethod
     def test_params(cls) -> list[dict[str, Any]]:
-        return [{"horizon": 3, "candidates": [SeasonalNaive(None), HoltWinters(None, log=False)]}]
+        return [
+            {"horizon": 3, "candidates": [SeasonalNaive(None), HoltWinters(None, log=False)]},
+            # A native winner alone: the selector publishes the envelope's own forecast.
+            {"horizon": 3, "candidates": [BurstEnvelope()]},
+        ]
 
 
 def _criterion(score: BacktestScore, criterion: str) -> float:
@@ -132,6 +188,17 @@ def _criterion(score: BacktestScore, criterion: str) -> float:
     if criterion == "pinball":
         return score.pinball
     raise ValueError(f"criterion must be 'pinball' or 'mase', not {criterion!r}")
+
+
+def _stride(origins: int, max_origins: int | None) -> int:
+    """The stride between backtest origins that keeps `origins` consecutive ones to `max_origins` at most.
+
+    Example: 359 origins (1,440 points, a quarter held back) and max_origins=60 give ceil(359 / 60) = 6, so
+    origins 1080, 1086, ..., 1434: 60 forecasts.
+    """
+    if max_origins is None or origins <= max_origins:
+        return 1
+    return -(-origins // max(1, max_origins))
 
 
 def _scale_season(train_points: int, step_s: float) -> int:

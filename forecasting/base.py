@@ -3,9 +3,9 @@
 Stability: alpha. Subclasses implement `_fit(y)` and `_predict_from(index, horizon)`; everything else is here.
 
 - `__init__` stores hyperparameters only (no validation, no fitting), so that a model can be cloned from them.
-- `fit(y, step_s)` validates and cleans the series, fits, then calibrates quantiles; attributes set by fitting end
-  in `_`. `update(new_values)` appends observations cheaply (a refit happens every `refit_every` points);
-  `predict(horizon, quantiles)` returns a `Forecast` with the mean and the requested quantiles per step.
+- `fit(y, step_s, start_s)` validates and cleans the series, fits, then calibrates quantiles; attributes set by
+  fitting end in `_`. `update(new_values)` appends observations cheaply (a refit happens every `refit_every`
+  points); `predict(horizon, quantiles)` returns a `Forecast` with the mean and the requested quantiles per step.
 - Input: NaN is missing data (a gap in the series), never zero load. Negative and infinite values are treated as
   missing too. The model sees the series with gaps filled by carrying the last value forward (or the first
   value backward at the start); the report says how many values were missing, negative or zero.
@@ -17,6 +17,22 @@ Stability: alpha. Subclasses implement `_fit(y)` and `_predict_from(index, horiz
   decayed by its lag-1 autocorrelation over the steps, scales the mean (so a spike is not ignored until the next
   refit); a level shift (several one-step errors of one sign, far outside the usual spread) scales it by their
   mean until the model catches up.
+- Native quantiles: a model whose quantiles are its own (`native_quantiles` true, `_predict_quantiles_from`
+  implemented, e.g. `BurstEnvelope`) gets none of the three above. Its mean and quantiles are published as it
+  computes them, `fit` runs no calibration backtest, and `update`/`predict` keep none of the bookkeeping those
+  need (issued forecasts, errors per step, coverage), so that both cost what the model's window costs, not what
+  the history or the number of issued forecasts does.
+- Bounded history: with `max_history` set, the kept series (`observed_`, `filled_`) is cut back to its last
+  `max_history` points whenever it reaches 2 x `max_history` (one copy every `max_history` updates: amortized
+  O(1) per point), so a model fed for weeks keeps bounded memory. `dropped_` counts the points cut; `start_s_` is
+  the time of the first kept point, so index i of the kept series is at `start_s_ + i * step_s_` and issue times
+  stay absolute. Models whose state indexes the series adjust it in `_after_drop(count)` (the default refits).
+  Without `max_history` (None, the default) nothing is ever dropped and every model behaves as before.
+
+  Worked example: max_history=100, fitted on 150 points from start_s=1.7e9 at step_s=15: the first 50 are cut at
+  fit (dropped_=50, start_s_=1.7e9 + 50 * 15); 100 updates of one point later the kept series reaches 200 and is
+  cut to 100 (dropped_=150, start_s_=1.7e9 + 2250); a forecast issued then has issued_at_s = 1.7e9 + (150 + 100)
+  * 15 = 1.7e9 + 3750: start_s plus the 250 points seen (150 fitted, 100 updates) times step_s, as without a bound.
 """
 
 from __future__ import annotations
@@ -68,6 +84,22 @@ def clean_series(values: Sequence[float] | FloatArray) -> tuple[FloatArray, Data
     return array, DataReport(len(array), missing, negative, non_finite, zeros)
 
 
+def _clean_values(values: Sequence[float] | FloatArray) -> FloatArray:
+    """`clean_series` without the report, with a fast path for the one value per tick of a controller."""
+    if len(values) == 1:
+        value = float(values[0])
+        return np.array([value if math.isfinite(value) and value >= 0 else math.nan], dtype=np.float64)
+    return clean_series(values)[0]
+
+
+def _fill_after(last: float, new: FloatArray) -> FloatArray:
+    """`new` with its gaps filled, carrying `last` (the last filled value before it) into a gap at its start."""
+    if len(new) == 1:
+        # One value per tick is the controller's case: skip fill_gaps' array work.
+        return new if not math.isnan(new[0]) else np.array([last])
+    return fill_gaps(np.concatenate(([last], new)))[1:]
+
+
 def fill_gaps(array: FloatArray) -> FloatArray:
     """Carry the last observed value over gaps (the first observed one backwards at the start)."""
     filled = array.copy()
@@ -85,7 +117,10 @@ def fill_gaps(array: FloatArray) -> FloatArray:
 
 
 class Forecaster(abc.ABC):
-    """Base of every forecasting model (see the module docstring for the contract)."""
+    """Base of every forecasting model (see the module docstring for the contract). Stability: alpha.
+
+    `max_history` bounds the points kept (None: all of them; see "Bounded history" in the module docstring).
+    """
 
     alias: ClassVar[str] = "forecaster"
 
@@ -95,11 +130,13 @@ class Forecaster(abc.ABC):
         calibration_window: int = 500,
         burst_correction: bool = True,
         refit_every: int | None = None,
+        max_history: int | None = None,
         seed: int = 0,
     ) -> None:
         self.calibration_window = calibration_window
         self.burst_correction = burst_correction
         self.refit_every = refit_every
+        self.max_history = max_history
         self.seed = seed
 
     # ── the public contract ─────────────────────────────────────────────────────────────────────────────────────
@@ -115,13 +152,26 @@ class Forecaster(abc.ABC):
     def name(self) -> str:
         return self.alias
 
+    @property
+    def native_quantiles(self) -> bool:
+        """Whether `predict` publishes the model's own quantiles (`_predict_quantiles_from`), not conformal ones."""
+        return False
+
+    @property
+    def points_seen(self) -> int:
+        """How many points the model was fitted on and fed since, dropped ones included."""
+        self._check_fitted()
+        return self.dropped_ + len(self.filled_)
+
     def fit(
         self, y: Sequence[float] | FloatArray, step_s: float, start_s: float = 0.0, *, calibrate: bool = True
     ) -> Self:
         """Fit on `y` (one value per step of `step_s` seconds from `start_s`; NaN = missing).
 
         `calibrate=False` skips the fit-time backtest of the quantiles (for a member of an ensemble, whose own
-        quantiles nobody reads); the quantiles then come from outcomes seen after the fit only.
+        quantiles nobody reads); the quantiles then come from outcomes seen after the fit only. A model with native
+        quantiles never runs that backtest. With a history bound, only the last `max_history` points are kept (and
+        fitted on); `report_` still describes the whole of `y`.
         """
         if not step_s > 0:
             raise ValueError(f"step_s ({step_s}) must be > 0")
@@ -129,36 +179,56 @@ class Forecaster(abc.ABC):
         if len(observed) < 2 or np.isnan(observed).all():
             raise ValueError(f"cannot fit on {report.describe()}")
         self.step_s_ = float(step_s)
-        self.start_s_ = float(start_s)
-        self.observed_ = observed
-        self.filled_ = fill_gaps(observed)
+        limit = self._history_limit()
+        if limit is not None and limit < 2:
+            raise ValueError(f"max_history ({limit}) must be >= 2")
+        # Gaps are filled over the whole series before any cut, so that a kept part that starts inside a gap
+        # carries the last value seen before it.
+        filled = fill_gaps(observed)
+        dropped = len(observed) - limit if limit is not None and len(observed) > limit else 0
+        self.fit_start_s_ = float(start_s)
+        self.dropped_ = dropped
+        self.start_s_ = self.fit_start_s_ + dropped * self.step_s_
+        self._keep(observed[dropped:], filled[dropped:])
         self.report_ = report
         self.since_fit_ = 0
         self._fit(self.filled_)
         self._set_floor()
-        self._calibrate(backtest=calibrate)
+        self._calibrate(backtest=calibrate and not self.native_quantiles)
         return self
 
     def update(self, new_values: Sequence[float] | FloatArray) -> Self:
-        """Append new observations; refit every `refit_every` points, else only advance the state."""
+        """Append new observations; refit every `refit_every` points, else only advance the state.
+
+        Costs O(len(new_values)) plus the model's own `_advance` (amortized: the kept series grows by doubling and
+        is cut back once per `max_history` points), and, for conformal quantiles only, the scoring of the issued
+        forecasts the new values fall in.
+        """
         self._check_fitted()
-        new, _ = clean_series(new_values)
+        new = _clean_values(new_values)
         if len(new) == 0:
             return self
         start = len(self.filled_)
-        last = self.filled_[-1]
-        filled_new = fill_gaps(np.concatenate(([last], new)))[1:]
-        self.observed_ = np.concatenate((self.observed_, new))
-        self.filled_ = np.concatenate((self.filled_, filled_new))
+        filled_new = _fill_after(float(self.filled_[-1]), new)
+        was_native = self.native_quantiles
+        self._append(new, filled_new)
         self.since_fit_ += len(new)
         if self.refit_every is not None and self.since_fit_ >= self.refit_every:
             self.since_fit_ = 0
             self._fit(self.filled_)
+            if was_native and not self.native_quantiles:
+                # The refit chose a model without quantiles of its own (a selector can): calibrate it now.
+                self._set_floor()
+                self._calibrate()
         else:
             self._advance(start)
-        self._set_floor()
-        for offset, value in enumerate(new):
-            self._record_outcome(start + offset, float(value))
+        if not self.native_quantiles:
+            self._set_floor()
+            for offset, value in enumerate(new):
+                self._record_outcome(start + offset, float(value))
+        limit = self._history_limit()
+        if limit is not None and len(self.filled_) >= 2 * limit:
+            self._drop_oldest(len(self.filled_) - limit)
         return self
 
     def predict(self, horizon: int, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> Forecast:
@@ -168,13 +238,19 @@ class Forecaster(abc.ABC):
             raise ValueError(f"horizon ({horizon}) must be >= 1")
         origin = len(self.filled_)
         raw = np.maximum(self._predict_from(origin, horizon), 0.0)
-        mean = self._corrected(raw)
-        levels = self._levels(sorted(quantiles))
-        paths = self._quantile_paths(mean, levels)
-        self._issued.append((origin, mean, paths, float(raw[0])))
-        values = {q: tuple(float(v) for v in path) for q, path in paths.items()}
-        issued_at = self.start_s_ + origin * self.step_s_
-        return Forecast(self.step_s_, tuple(float(v) for v in mean), values, self.name, issued_at)
+        ordered = sorted(quantiles)
+        native = self._predict_quantiles_from(origin, horizon, ordered) if self.native_quantiles else None
+        if native is not None:
+            # The model's own forecast, as it computed it: no conformal quantiles, no adaptation, no correction.
+            mean, paths = raw, native
+        else:
+            mean = self._corrected(raw)
+            paths = self._quantile_paths(mean, self._levels(ordered))
+            self._issued.append((origin, mean, paths, float(raw[0])))
+        values = {q: tuple(path.tolist()) for q, path in paths.items()}
+        # Counted from the fit's start_s over every point seen, so that a cut history keeps absolute times.
+        issued_at = self.fit_start_s_ + (self.dropped_ + origin) * self.step_s_
+        return Forecast(self.step_s_, tuple(mean.tolist()), values, self.name, issued_at)
 
     # ── what subclasses implement ───────────────────────────────────────────────────────────────────────────────
 
@@ -189,16 +265,82 @@ class Forecaster(abc.ABC):
     def _advance(self, start: int) -> None:  # noqa: B027 - optional hook, most models need nothing
         """New values were appended from index `start`: advance any state (cheap; no refit)."""
 
+    def _predict_quantiles_from(
+        self, origin: int, horizon: int, quantiles: Sequence[float]
+    ) -> dict[float, FloatArray] | None:
+        """The model's own quantile paths from `origin` (as `_predict_from`), or None (the default): conformal ones.
+
+        Read only where `native_quantiles` is true. Each requested q maps to `horizon` values, >= 0 and
+        non-decreasing in q at every step; `quantiles` come sorted. The mean published with them is
+        `_predict_from`'s, uncorrected.
+        """
+        return None
+
+    def _history_limit(self) -> int | None:
+        """The bound on kept points: `max_history` (a model may default it where None would be wasteful)."""
+        return self.max_history
+
+    def _after_drop(self, count: int) -> None:
+        """The oldest `count` points were cut from the kept series; index i is now what i + count was.
+
+        `start_s_` already names the new first point. The default refits on the kept series, which is right for any
+        model; models whose state can simply be shifted (or does not index the series) override it to skip that.
+        """
+        self._fit(self.filled_)
+
     @classmethod
     def test_params(cls) -> list[dict[str, Any]]:
         """Small hyperparameter sets for the shared contract test."""
         return [{}]
 
-    # ── calibration ─────────────────────────────────────────────────────────────────────────────────────────────
+    # ── the kept series ─────────────────────────────────────────────────────────────────────────────────────────
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "filled_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() first")
+
+    def _keep(self, observed: FloatArray, filled: FloatArray) -> None:
+        """Store the kept series in fresh buffers with room to grow; `observed_`/`filled_` are views of them.
+
+        Appending writes past the end of the views only, so a view taken earlier (by a model's state, say) never
+        sees its values change.
+        """
+        n = len(observed)
+        capacity = max(2 * n, 16)
+        self._observed_buffer = np.empty(capacity, dtype=np.float64)
+        self._filled_buffer = np.empty(capacity, dtype=np.float64)
+        self._observed_buffer[:n] = observed
+        self._filled_buffer[:n] = filled
+        self.observed_ = self._observed_buffer[:n]
+        self.filled_ = self._filled_buffer[:n]
+
+    def _append(self, observed: FloatArray, filled: FloatArray) -> None:
+        """Append to the kept series: amortized O(len(observed)), as the buffers double when full."""
+        n, k = len(self.filled_), len(observed)
+        if n + k > len(self._filled_buffer):
+            old_observed, old_filled = self.observed_, self.filled_
+            capacity = max(2 * (n + k), 16)
+            self._observed_buffer = np.empty(capacity, dtype=np.float64)
+            self._filled_buffer = np.empty(capacity, dtype=np.float64)
+            self._observed_buffer[:n] = old_observed
+            self._filled_buffer[:n] = old_filled
+        self._observed_buffer[n : n + k] = observed
+        self._filled_buffer[n : n + k] = filled
+        self.observed_ = self._observed_buffer[: n + k]
+        self.filled_ = self._filled_buffer[: n + k]
+
+    def _drop_oldest(self, count: int) -> None:
+        """Cut the oldest `count` points; move the time of the first kept point and the issued forecasts with it."""
+        self._keep(self.observed_[count:], self.filled_[count:])
+        self.dropped_ += count
+        # Recomputed, not accumulated, so that weeks of cuts add no rounding drift to the absolute times.
+        self.start_s_ = self.fit_start_s_ + self.dropped_ * self.step_s_
+        shifted = [(origin - count, mean, paths, raw) for origin, mean, paths, raw in self._issued]
+        self._issued.clear()
+        self._issued.extend(shifted)
+        self._after_drop(count)
+
+    # ── calibration ─────────────────────────────────────────────────────────────────────────────────────────────
 
     def _calibrate(self, max_horizon: int = 64, backtest: bool = True) -> None:
         """Relative errors per horizon step from a rolling backtest over the end of the fitted series."""

@@ -96,6 +96,12 @@ class QuantileGBM(Forecaster):
         model.fit(np.array(features), np.array(targets))
         self.model_ = model
 
+    def _after_drop(self, count: int) -> None:
+        # The trees read features computed from the kept series at forecast time, and the calendar features from
+        # start_s_ (moved with the cut): nothing indexes the series, so no refit. A same-phase value that was cut
+        # becomes missing, which the trees handle (as at the start of a series).
+        pass
+
     def _predict_from(self, origin: int, horizon: int) -> FloatArray:
         rows, scale = self._features(self.filled_, origin, np.arange(horizon, dtype=np.float64))
         return np.maximum(np.asarray(self.model_.predict(rows), dtype=np.float64) * scale, 0.0)

@@ -99,6 +99,15 @@ class HoltWinters(Forecaster):
             self.season_ = np.concatenate((self.season_, np.empty(grow)))
         self._run(z, start)
 
+    def _after_drop(self, count: int) -> None:
+        # The states are indexed like the series: shift them instead of refitting, so that the parameters and every
+        # forecast stay exactly what they were. The state before the new first point becomes the initial one.
+        self._initial = (float(self.level_[count - 1]), float(self.trend_[count - 1]))
+        self.level_ = self.level_[count:].copy()
+        self.trend_ = self.trend_[count:].copy()
+        if self.m_:
+            self.season_ = self.season_[count:].copy()  # season_[t] holds s_{t-m}: the same shift applies
+
     def _predict_from(self, origin: int, horizon: int) -> FloatArray:
         if origin == 0:
             level, trend = self._initial

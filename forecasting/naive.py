@@ -38,6 +38,11 @@ class SeasonalNaive(Forecaster):
     def _fit(self, y: FloatArray) -> None:
         self.m_ = self.season_steps()
 
+    def _after_drop(self, count: int) -> None:
+        # The state is the season length only; forecasts read the kept series, which still holds the last season
+        # when max_history is at least one season.
+        pass
+
     def _predict_from(self, origin: int, horizon: int) -> FloatArray:
         history = self.filled_[:origin]
         m = self.m_ if len(history) >= self.m_ else 1

@@ -82,6 +82,13 @@ class Sarimax(Forecaster):
             self.result_start_ = self.known_
             self.known_ = len(z)
 
+    def _after_drop(self, count: int) -> None:
+        # The fitted result keeps its own data; only the indices that map it onto the kept series move. The Fourier
+        # terms follow, as start_s_ moved by the same count of steps.
+        self.fit_start_ -= count
+        self.result_start_ -= count
+        self.known_ -= count
+
     def _predict_from(self, origin: int, horizon: int) -> FloatArray:
         local = origin - self.result_start_
         with warnings.catch_warnings():

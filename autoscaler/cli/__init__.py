@@ -1,6 +1,7 @@
 """`fleetscale`, the command line: the composition root that loads files and wires the core to the outside.
 
-Commands: validate, schema, catalog (show, mig-check), profile (show, capacity), decide, backtest, whatif, plan;
+Commands: validate, schema, catalog (show, mig-check), profile (show, capacity), decide, run, explain, backtest,
+whatif, plan;
 one module per group, each registering its commands on the shared app (`common.py`).
 Exit codes: 0 success, 1 a negative answer (an invalid MIG layout, no plan), 2 bad input (a config error, an unknown
 name).
@@ -21,7 +22,9 @@ from autoscaler.cli.config_commands import (
     validate,
 )
 from autoscaler.cli.decide_command import decide_command
+from autoscaler.cli.explain_command import explain_command
 from autoscaler.cli.replay_commands import plan_command, whatif_command
+from autoscaler.cli.run_command import run_command
 from autoscaler.errors import ConfigError
 
 __all__ = ["app", "main"]
@@ -30,6 +33,8 @@ __all__ = ["app", "main"]
 app.command()(validate)
 app.command()(schema)
 app.command("decide")(decide_command)
+app.command("run")(run_command)
+app.command("explain")(explain_command)
 app.command("backtest")(backtest_command)
 app.command("whatif")(whatif_command)
 app.command("plan")(plan_command)

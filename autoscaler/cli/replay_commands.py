@@ -50,7 +50,7 @@ def _duration_or_zero(text: str) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class _TraceOptions:
+class TraceOptions:
     """How `--trace` files become requests (shared by whatif and plan)."""
 
     trace_format: str | None
@@ -63,9 +63,7 @@ class _TraceOptions:
     warmup: str = "0s"
 
 
-def _load_workloads(
-    traces: list[str] | None, options: _TraceOptions, compiled: CompiledScenario
-) -> dict[str, Workload]:
+def load_workloads(traces: list[str] | None, options: TraceOptions, compiled: CompiledScenario) -> dict[str, Workload]:
     """`--trace [SERVICE=]FILE` items loaded and turned into requests (a bare FILE is the first service's)."""
     if not traces:
         raise fail("--trace: give at least one trace file ([SERVICE=]FILE)")
@@ -170,7 +168,7 @@ def whatif_command(
     """Replay traces under each policy, the oracle and the instant-start bound; compare cost and SLO attainment."""
     from autoscaler.sim.compare import PolicyFactory, compare
     from autoscaler.sim.fleet import Policy as SimPolicy
-    from autoscaler.sim.policies import DecisionRow, FleetscalePolicy
+    from autoscaler.sim.loop_policy import DecisionRow, LoopPolicy
     from autoscaler.sim.tune import Tuned, tune
     from autoscaler.sim.whatif import (
         COLUMNS,
@@ -191,8 +189,8 @@ def whatif_command(
     for name in names:
         if name not in POLICIES:
             raise fail(f"--policy {name}: unknown (known: {', '.join(POLICIES)})")
-    options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines, warmup)
-    workloads = _load_workloads(trace, options, compiled)
+    options = TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines, warmup)
+    workloads = load_workloads(trace, options, compiled)
     requests = {name: w.requests for name, w in workloads.items()}
     if tune_baselines is not None and not 0 < tune_baselines < 1:
         raise fail(f"--tune-baselines {tune_baselines:g}: an attainment between 0 and 1 (0.99 for 99 %)")
@@ -212,7 +210,7 @@ def whatif_command(
             makers[name] = functools.partial(RayServePolicy, compiled, requests, serve)
             factories[name] = functools.partial(RayServePolicy, compiled, requests, serve)
         elif name == "fleetscale" and decisions is not None:
-            factories[name] = lambda: FleetscalePolicy(compiled, requests, decisions=rows)
+            factories[name] = lambda: LoopPolicy(compiled, requests, decisions=rows)
         else:
             factories[name] = core_factory(name, compiled, requests)
             if name in KNOBS:
@@ -338,8 +336,8 @@ def plan_command(
             compiled.catalog.canonical(name)
         except KeyError as exc:
             raise fail(f"--gpu-type {name}: {exc.args[0]}") from None
-    options = _TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines, warmup)
-    workloads = _load_workloads(trace, options, compiled)
+    options = TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines, warmup)
+    workloads = load_workloads(trace, options, compiled)
     requests = {name: w.requests for name, w in workloads.items()}
     for name in requests:
         if not candidate_shapes(compiled, name, gpu_type or []):

@@ -2,7 +2,7 @@
 
 Reactive baselines scale one shape per service: the one fleetscale's sizing picks for the trace's mean demand among
 the shapes the service allows (`baseline_shapes`), so that they get the shapes the user configured. Their knob
-(HPA's and KPA's target, and Ray Serve's in `adapters/rayserve`) defaults to the requests in flight that one replica
+(HPA's and KPA's target, and Ray Serve's in `rayserve_policy.py`) defaults to the requests in flight that one replica
 holds at its capacity at SLO (Little's law: capacity x (TTFT + TPOT x (output - 1))), which is how an operator
 would set it from a profile; `--tune-baselines` searches it.
 
@@ -14,9 +14,7 @@ would set it from a profile; `--tune-baselines` searches it.
 - `kpa`: Knative KPA: desired = ceil(mean concurrency / (target x 0.7)) over a 60 s stable window; when the 6 s
   panic window asks for 2x the ready replicas, panic: scale to the panic window's figure and never down until 60 s
   without panic; scale-down at most halves the replicas per tick.
-- `fleetscale`: `decide()` with the scenario's policy, fed an Observation built from the window (request and token
-  rates, replicas per shape) and a forecast of each service's rate (`RateForecaster`: the recent burst envelope and
-  trend).
+The `fleetscale` policy is not here: it is the control loop itself (`autoscaler/sim/loop_policy.py`).
 """
 
 from __future__ import annotations
@@ -24,20 +22,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
 
 from autoscaler.capacity import TokenMix
 from autoscaler.compiled import CompiledScenario
-from autoscaler.decide import decide
-from autoscaler.model import Observation, PolicyState, ServiceObservation, ShapeReplicas
 from autoscaler.native import picklable_by_fields
 from autoscaler.shapes import Shape
 from autoscaler.sim.fleet import FleetView, ServiceRequests, Targets
 from autoscaler.sizing import size_service
-from forecasting import Forecast
-
-EPOCH = datetime(2026, 1, 5, tzinfo=UTC)  # the simulated clock's time 0 (a Monday)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,146 +204,5 @@ class KpaPolicy:
         return out
 
 
-class RateForecaster:
-    """The request rate over the coming horizon, from the rates of the last `lookback_s` (one per tick).
-
-    Quantiles are the empirical quantiles of those per-tick rates (the burst envelope of the recent past: on a
-    bursty service, what the next cold-start window may bring is what the last half hour's windows brought), and
-    the mean is the mean of the last `level_s`; both are scaled by the trend, the ratio of the last `level_s` to
-    the `level_s` before it, carried over the horizon (capped at 4x), so that a ramp is met ahead. The
-    `forecasting` models are built for minutes-long bins with daily seasons; at a tick of 15 s on bursty traffic
-    their relative-error quantiles explode where the mean is near zero, so the simulator's fleetscale policy uses
-    this instead until the controller's forecaster wiring lands.
-    """
-
-    def __init__(self, tick_s: float, lookback_s: float = 1800.0, level_s: float = 300.0, min_ticks: int = 8) -> None:
-        self.tick_s = tick_s
-        self.lookback = max(1, round(lookback_s / tick_s))
-        self.level = max(1, round(level_s / tick_s))
-        self.min_ticks = min_ticks
-        self.history: deque[float] = deque(maxlen=self.lookback)
-
-    def observe(self, rate: float) -> None:
-        self.history.append(rate)
-
-    def forecast(self, horizon_s: float, quantiles: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)) -> Forecast | None:
-        if len(self.history) < self.min_ticks:
-            return None
-        values = sorted(self.history)
-        recent = list(self.history)[-self.level :]
-        before = list(self.history)[-2 * self.level : -self.level]
-        level = sum(recent) / len(recent)
-        trend = 1.0
-        if before and sum(before) > 0:
-            trend = min(
-                4.0, max(1.0, (level / (sum(before) / len(before))) ** (horizon_s / (self.level * self.tick_s)))
-            )
-        steps = max(1, math.ceil(horizon_s / self.tick_s))
-        quantile_values = {}
-        for q in quantiles:
-            rank = min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))
-            quantile_values[q] = (max(values[rank], level) * trend,) * steps
-        return Forecast(self.tick_s, (level * trend,) * steps, quantile_values, model="recent_quantiles")
-
-
-class MetricsWindow:
-    """Request and token rates over the last `span_s` seconds of ticks, as a metrics query over a range returns
-    them (`rate(...[1m])` in PromQL, the shortest usual range at a 15 s scrape). The observed rate is a floor of
-    the demand fleetscale sizes for; one 15 s tick catches a burst's peak, and the replicas that peak would
-    start are ready minutes after it has passed (the forecaster still sees every tick, for the burst envelope).
-    At a tick of `span_s` or longer it is the last tick's window."""
-
-    def __init__(self, span_s: float) -> None:
-        self.span_s = span_s
-        self.windows: deque[tuple[float, int, int, int]] = deque()  # (seconds, arrivals, input, output tokens)
-        self.covered_s = 0.0
-
-    def add(self, window_s: float, arrivals: int, input_tokens: int, output_tokens: int) -> None:
-        self.windows.append((window_s, arrivals, input_tokens, output_tokens))
-        self.covered_s += window_s
-        # Drop the oldest tick while the newer ones still cover the span.
-        while self.windows and self.covered_s - self.windows[0][0] >= self.span_s - 1e-9:
-            self.covered_s -= self.windows.popleft()[0]
-
-    def rates(self) -> tuple[float, float, float] | None:
-        """(requests/s, input tokens/s, output tokens/s), or None before the first tick."""
-        if not self.windows or self.covered_s <= 0:
-            return None
-        span = self.covered_s
-        return (
-            sum(w[1] for w in self.windows) / span,
-            sum(w[2] for w in self.windows) / span,
-            sum(w[3] for w in self.windows) / span,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRow:
-    """One service and shape of one decision: what `--decisions FILE` writes."""
-
-    time_s: float
-    service: str
-    shape: str
-    current: int
-    target: int
-    reason: str
-    predicted_demand_rps: float
-    cost_usd_per_h: float
-
-
-@dataclass
-class FleetscalePolicy:
-    """fleetscale's own decision (`decide`) with forecasts, as the controller runs it. With `decisions`, every
-    decision is also kept there, one row per service and shape."""
-
-    config: CompiledScenario
-    requests: Mapping[str, ServiceRequests]
-    forecast: bool = True
-    decisions: list[DecisionRow] | None = None
-    name: str = "fleetscale"
-    observe_s: float = 60.0  # the range of the metrics query the controller reads (see MetricsWindow)
-    _state: PolicyState = field(default_factory=PolicyState)
-    _forecasters: dict[str, RateForecaster] = field(default_factory=dict)
-    _metrics: dict[str, MetricsWindow] = field(default_factory=dict)
-
-    def targets(self, view: FleetView) -> Targets:
-        now = EPOCH + timedelta(seconds=view.now_s)
-        services = {}
-        forecasts: dict[str, Forecast] = {}
-        for name, window in view.services.items():
-            rate = window.rate_rps
-            replicas = {
-                shape: ShapeReplicas(ready=window.ready.get(shape, 0), starting=window.starting.get(shape, 0))
-                for shape in set(window.ready) | set(window.starting)
-            }
-            metrics = self._metrics.setdefault(name, MetricsWindow(self.observe_s))
-            if window.samples:  # the first tick has no window behind it
-                metrics.add(window.window_s, window.arrivals, window.input_tokens, window.output_tokens)
-            observed_rps, tokens_in, tokens_out = metrics.rates() or (
-                rate,
-                window.input_tokens / window.window_s,
-                window.output_tokens / window.window_s,
-            )
-            services[name] = ServiceObservation(observed_rps, tokens_in, tokens_out, now, replicas)
-            if self.forecast:
-                forecaster = self._forecasters.setdefault(name, RateForecaster(window.window_s))
-                if window.samples:  # the first tick has no window behind it
-                    forecaster.observe(rate)
-                predicted = forecaster.forecast(self.config.plans[name].horizon_s)
-                if predicted is not None:
-                    forecasts[name] = replace(predicted, issued_at_s=now.timestamp())
-        decision, self._state = decide(Observation(services), forecasts, self.config, self._state, now)
-        if self.decisions is not None:
-            for s in decision.services:
-                for shape in sorted(set(s.current) | set(s.target), key=str):
-                    self.decisions.append(
-                        DecisionRow(
-                            view.now_s, s.service, str(shape), s.current.get(shape, 0), s.target.get(shape, 0),
-                            s.reason.value, s.predicted_demand_rps, s.cost_usd_per_h,
-                        )
-                    )  # fmt: skip
-        return {s.service: dict(s.target) for s in decision.services}
-
-
 # Compiled, these would not unpickle (autoscaler/native.py).
-picklable_by_fields(BaselineShape, DecisionRow)
+picklable_by_fields(BaselineShape)

@@ -1,7 +1,7 @@
 """The what-if comparison's policies by name, its table and its JSON contract (DESIGN.md section 9).
 
-`rayserve` is built by the CLI (it calls Ray, which the core never imports: `adapters/rayserve`); the others are
-built here.
+`rayserve` is built by the CLI (`rayserve_policy.py` over Ray's own policy function, which the core never imports:
+`adapters/rayserve`); the others are built here. `fleetscale` is the control loop (`loop_policy.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from autoscaler.compiled import CompiledScenario, compile_scenario
 from autoscaler.sim.compare import Comparison, PolicyFactory
 from autoscaler.sim.fleet import Policy, ServiceRequests
-from autoscaler.sim.policies import FleetscalePolicy, HpaPolicy, KpaPolicy, StaticPolicy
+from autoscaler.sim.loop_policy import LoopPolicy
+from autoscaler.sim.policies import HpaPolicy, KpaPolicy, StaticPolicy
 from autoscaler.sim.tune import Tuned, grid
 
 POLICIES = ("fleetscale", "fleetscale_free", "hpa", "kpa", "rayserve", "static")
@@ -36,10 +37,10 @@ def free_choice(config: CompiledScenario) -> CompiledScenario:
 
 def core_factory(name: str, config: CompiledScenario, requests: Mapping[str, ServiceRequests]) -> PolicyFactory:
     if name == "fleetscale":
-        return lambda: FleetscalePolicy(config, requests)
+        return lambda: LoopPolicy(config, requests)
     if name == "fleetscale_free":
         free = free_choice(config)
-        return lambda: FleetscalePolicy(free, requests, name="fleetscale_free")
+        return lambda: LoopPolicy(free, requests, name="fleetscale_free")
     if name in KNOBS:
         make = knob_maker(name, config, requests)
         default = KNOBS[name][1]
@@ -67,7 +68,7 @@ def knob_values(name: str) -> list[float]:
 def knob_maker(
     name: str, config: CompiledScenario, requests: Mapping[str, ServiceRequests]
 ) -> Callable[[float], Policy]:
-    """The baseline `name` as a function of its knob (`rayserve` is the CLI's: see `adapters/rayserve`)."""
+    """The baseline `name` as a function of its knob (`rayserve` is the CLI's: see `rayserve_policy.py`)."""
     if name == "hpa":
         return lambda value: HpaPolicy(config, requests, target_scale=value)
     if name == "kpa":

@@ -11,12 +11,13 @@ import pytest
 from forecasting.auto import AutoForecaster
 from forecasting.backtest import rolling_origin
 from forecasting.base import Forecaster, clean_series, fill_gaps
+from forecasting.burst import BurstEnvelope
 from forecasting.gbm import QuantileGBM
 from forecasting.holt_winters import HoltWinters
 from forecasting.naive import SeasonalNaive
 from forecasting.sarimax import Sarimax
 
-MODELS: list[type[Forecaster]] = [SeasonalNaive, HoltWinters, Sarimax, QuantileGBM, AutoForecaster]
+MODELS: list[type[Forecaster]] = [SeasonalNaive, HoltWinters, Sarimax, QuantileGBM, BurstEnvelope, AutoForecaster]
 CASES = [(cls, params) for cls in MODELS for params in cls.test_params()]
 IDS = [f"{cls.__name__}-{i}" for cls in MODELS for i, _ in enumerate(cls.test_params())]
 STEP_S = 60.0
@@ -65,7 +66,8 @@ def test_gaps_and_bad_values_are_missing_data_not_zero_load(cls: type[Forecaster
     y[100:110] = np.nan  # a gap of ten steps
     y[50] = -3.0  # a negative reading
     y[60] = np.inf
-    model = cls(**params).fit(y, STEP_S)
+    # A history bound as long as the series, so that the gap is kept to be read (BurstEnvelope keeps less).
+    model = cls(**params, max_history=len(y)).fit(y, STEP_S)
     assert model.report_.missing == 10
     assert model.report_.negative == 1
     assert model.report_.non_finite == 1
@@ -73,6 +75,71 @@ def test_gaps_and_bad_values_are_missing_data_not_zero_load(cls: type[Forecaster
     assert model.filled_[105] == model.filled_[99]  # the gap carries the last observation, it does not drop to 0
     forecast = model.predict(4)
     assert all(math.isfinite(v) for v in forecast.mean)
+
+
+UNIX_S = 1.7e9  # a forecaster fitted on a real series starts at a Unix time, and its forecasts say when
+
+
+@pytest.mark.parametrize(("cls", "params"), CASES, ids=IDS)
+def test_a_bounded_history_stays_bounded_and_keeps_absolute_time(cls: type[Forecaster], params: dict[str, Any]) -> None:
+    # 240 points fitted with max_history=60: the first 180 are cut at fit; then 300 more, fed one at a time and in
+    # batches (one larger than the bound), are cut back to 60 each time the kept series reaches 120.
+    y = _series(540)
+    model = cls(**params, max_history=60).fit(y[:240], STEP_S, start_s=UNIX_S)
+    assert len(model.filled_) == 60
+    fed = 240
+    for size in [1] * 70 + [7, 50, 3, 90] + [1] * 80:
+        model.update(y[fed : fed + size])
+        fed += size
+        assert len(model.filled_) == len(model.observed_) <= 2 * 60
+    assert fed == 540 == model.points_seen
+    forecast = model.predict(7, (0.5, 0.9, 0.99))
+    for k in range(7):
+        low, mid, high = (forecast.quantiles[q][k] for q in (0.5, 0.9, 0.99))
+        assert 0 <= low <= mid <= high and math.isfinite(high)
+        assert math.isfinite(forecast.mean[k]) and forecast.mean[k] >= 0
+    assert forecast.issued_at_s == UNIX_S + 540 * STEP_S
+
+
+@pytest.mark.parametrize(("cls", "params"), CASES, ids=IDS)
+def test_cutting_the_history_changes_no_forecast(cls: type[Forecaster], params: dict[str, Any]) -> None:
+    # With a bound of 120 (more than any of these models reads back), the kept series is cut from 240 to 120
+    # points after 120 updates; every model's state follows the cut (shifted, not refitted), so the forecasts
+    # are those of the same model keeping everything.
+    y = _series(270)
+    kept = cls(**params).fit(y[:120], STEP_S, start_s=UNIX_S)
+    cut = cls(**params, max_history=120).fit(y[:120], STEP_S, start_s=UNIX_S)
+    for value in y[120:]:
+        kept.update([value])
+        cut.update([value])
+    assert cut.dropped_ == 120 and len(cut.filled_) == 150
+    a, b = kept.predict(7, (0.5, 0.9, 0.99)), cut.predict(7, (0.5, 0.9, 0.99))
+    assert b.mean == pytest.approx(a.mean, rel=1e-9)
+    for q in (0.5, 0.9, 0.99):
+        assert b.quantiles[q] == pytest.approx(a.quantiles[q], rel=1e-9)
+    assert b.issued_at_s == a.issued_at_s == UNIX_S + 270 * STEP_S
+
+
+def test_a_model_without_a_drop_hook_is_refitted_on_the_kept_series() -> None:
+    class MeanOfHistory(Forecaster):
+        """Forecasts the mean of the series it was fitted on: state that indexes (summarizes) the series."""
+
+        alias = "mean_of_history"
+
+        def _fit(self, y: np.ndarray) -> None:
+            self.mean_ = float(np.mean(y))
+            self.fits_ = getattr(self, "fits_", 0) + 1
+
+        def _predict_from(self, origin: int, horizon: int) -> np.ndarray:
+            return np.full(horizon, self.mean_)
+
+    model = MeanOfHistory(max_history=4, burst_correction=False).fit([1.0, 2.0, 3.0, 4.0], STEP_S)
+    model.update([10.0, 10.0, 10.0])
+    assert model.fits_ == 1  # 7 points kept: under 2 x 4
+    model.update([10.0])  # 8 = 2 x 4: cut to the last 4, and refitted on them
+    assert model.fits_ == 2
+    assert model.filled_.tolist() == [10.0] * 4
+    assert model.predict(1).mean == (10.0,)
 
 
 def test_fill_gaps_carries_forward_and_back() -> None:
@@ -127,6 +194,14 @@ def test_auto_chooses_by_backtest_and_falls_back_when_everything_fails() -> None
     # The 10-step cycle makes the seasonal naive far better than the last value.
     assert good.name == "auto:seasonal_naive_600s"
     assert good.scores_["seasonal_naive_600s"].pinball < good.scores_["naive"].pinball
+
+
+@pytest.mark.parametrize(("max_origins", "want"), [(None, 59), (60, 59), (10, 10), (1, 1)])
+def test_selection_scores_at_most_max_backtest_origins(max_origins: int | None, want: int) -> None:
+    # 240 points, a quarter held back: origins 180 .. 238, 59 of them. A bound of 10 gives a stride of
+    # ceil(59 / 10) = 6: origins 180, 186, ..., 234, 10 forecasts.
+    model = AutoForecaster(horizon=3, candidates=[SeasonalNaive(None)], max_backtest_origins=max_origins)
+    assert model.fit(_series(), STEP_S).scores_["naive"].forecasts == want
 
 
 @pytest.mark.parametrize(("cls", "params"), CASES, ids=IDS)

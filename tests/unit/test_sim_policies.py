@@ -17,9 +17,10 @@ from autoscaler.perf import load_profile_book
 from autoscaler.series import RateSeries, RequestTrace
 from autoscaler.shapes import ShapeKind
 from autoscaler.sim.fleet import FleetSim, FleetView, ServiceRequests, ServiceWindow
+from autoscaler.sim.loop_policy import MetricsWindow
 from autoscaler.sim.oracle import OraclePolicy
 from autoscaler.sim.plan import evaluate_locally, plan_fleet
-from autoscaler.sim.policies import HpaPolicy, MetricsWindow, StaticPolicy, baseline_shapes
+from autoscaler.sim.policies import HpaPolicy, StaticPolicy, baseline_shapes
 from autoscaler.sim.rayserve_policy import RayServePolicy
 from autoscaler.sim.summary import summarize
 from autoscaler.sim.tune import tune

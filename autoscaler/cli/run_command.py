@@ -1,0 +1,165 @@
+"""`fleetscale run`: the control loop in a process, over the metrics source and actuator the flags name.
+
+Today: `--metrics replay` (a trace replayed as live metrics, `autoscaler/sim/trace_source.py`) and `--actuator log`
+(a dry-run fleet that prints each change, `autoscaler/dry_run.py`); the Prometheus, Ray Serve and Kubernetes
+adapters plug in here as they land. `--audit FILE` keeps the audit trail (CloudEvents, JSON Lines), `--state FILE`
+the state across restarts. With `--speed K` a replay runs K times faster than real time, sleeping between ticks;
+it ends with exit 0 when its trace does. SIGTERM and Ctrl-C end it after the tick in progress, state saved.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from autoscaler.audit import AuditFile
+from autoscaler.cli.common import compile_file, err, fail, out
+from autoscaler.cli.replay_commands import (
+    CvOption,
+    RateScaleOption,
+    ScenarioOption,
+    SeedOption,
+    SkipBadLinesOption,
+    TimeCompressionOption,
+    TraceFormatOption,
+    TraceOptions,
+    TracesOption,
+    WindowOption,
+    load_workloads,
+)
+from autoscaler.clock import ScaledClock, SystemClock
+from autoscaler.config import Mode
+from autoscaler.dry_run import LogFleet
+from autoscaler.errors import AutoscalerError
+from autoscaler.loop import ControlLoop, TickReport
+from autoscaler.sim.trace_source import TraceMetricsSource
+from autoscaler.state_store import FileStateStore
+
+METRICS_SOURCES = ("replay",)
+ACTUATORS = ("log",)
+
+
+def _shapes(mapping: dict[str, int]) -> str:
+    return ", ".join(f"{n} x {s}" for s, n in mapping.items() if n) or "0"
+
+
+def tick_line(report: TickReport, start: datetime) -> list[str]:
+    """The progress lines of one tick: one per service whose target changes, and one per problem."""
+    elapsed = (report.at - start).total_seconds()
+    stamp = f"{int(elapsed // 3600):02d}:{int(elapsed % 3600 // 60):02d}:{int(elapsed % 60):02d} tick {report.number}"
+    lines = []
+    for s in report.changes():
+        what = "; ".join(
+            f"{a.shape} " + (f"failed: {a.error}" if a.error else f"applied {a.applied}")
+            for a in report.actuations
+            if a.service == s.service
+        )
+        lines.append(
+            f"{stamp}: {s.service} {_shapes({str(k): v for k, v in s.current.items()})} -> "
+            f"{_shapes({str(k): v for k, v in s.target.items()})} ({s.reason.value}, {s.binding_constraint.value}; "
+            f"demand {s.predicted_demand_rps:.3g} req/s, ${s.cost_usd_per_h:.2f}/h)" + (f" [{what}]" if what else "")
+        )
+    lines.extend(f"{stamp}: problem: {problem}" for problem in report.problems)
+    if report.skipped_ticks:
+        lines.append(
+            f"{stamp}: the tick overran its slot by {report.overrun_s:.1f} s: {report.skipped_ticks} tick(s) skipped"
+        )
+    return lines
+
+
+def run_command(
+    scenario_file: ScenarioOption,
+    metrics: Annotated[str, typer.Option(help=f"Metrics source: {', '.join(METRICS_SOURCES)}.")] = "replay",
+    trace: TracesOption = None,
+    actuator: Annotated[str, typer.Option(help=f"Actuator: {', '.join(ACTUATORS)} (a dry run).")] = "log",
+    audit: Annotated[Path | None, typer.Option(help="Audit trail (CloudEvents, JSON Lines), appended to.")] = None,
+    state: Annotated[Path | None, typer.Option(help="State file: loaded at start, saved every tick.")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="observe, recommend or apply; default: the scenario's policy.mode.")
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Replay this many times faster than real time.", min=0.0)] = 1.0,
+    ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks.", min=1)] = None,
+    trace_format: TraceFormatOption = None,
+    rate_scale: RateScaleOption = 1.0,
+    window: WindowOption = None,
+    time_compression: TimeCompressionOption = 1.0,
+    skip_bad_lines: SkipBadLinesOption = False,
+    cv: CvOption = 1.0,
+    seed: SeedOption = 0,
+) -> None:
+    """Run the control loop: observe, forecast, decide, audit, actuate and persist every tick."""
+    if metrics not in METRICS_SOURCES:
+        raise fail(f"--metrics {metrics}: unknown (known: {', '.join(METRICS_SOURCES)})")
+    if actuator not in ACTUATORS:
+        raise fail(f"--actuator {actuator}: unknown (known: {', '.join(ACTUATORS)})")
+    if not speed > 0 or not math.isfinite(speed):
+        raise fail(f"--speed {speed:g}: must be a number > 0 (1: real time)")
+    try:
+        chosen_mode = Mode(mode) if mode is not None else None
+    except ValueError:
+        raise fail(f"--mode {mode}: unknown (known: {', '.join(m.value for m in Mode)})") from None
+    compiled = compile_file(scenario_file)
+    options = TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines)
+    workloads = load_workloads(trace, options, compiled)
+
+    start = SystemClock().now().replace(microsecond=0)
+    clock = ScaledClock(start, speed)
+    source = TraceMetricsSource({name: w.requests for name, w in workloads.items()}, start)
+    fleet = LogFleet(lambda line: out.print(f"  {line}", markup=False))
+    try:
+        sink = AuditFile(audit) if audit is not None else None
+    except AutoscalerError as exc:
+        raise fail(f"--audit {audit}: {exc}") from None
+    if sink is not None and sink.repair_note:
+        err.print(f"audit: {sink.repair_note}", markup=False)
+    store = FileStateStore(state) if state is not None else None
+    loop = ControlLoop(
+        compiled, clock=clock, metrics=source, inventory=fleet, actuator=fleet, store=store, audit=sink,
+        mode=chosen_mode,
+    )  # fmt: skip
+    try:
+        started = loop.start()
+    except AutoscalerError as exc:
+        loop.close()
+        raise fail(str(exc)) from None
+    if started.loaded and started.saved_at is not None:
+        out.print(f"state: {state} from {started.saved_at:%Y-%m-%d %H:%M:%S} UTC, {loop.ticks} ticks", markup=False)
+    for problem in started.problems:
+        err.print(f"start: {problem}", markup=False)
+    out.print(
+        f"run: {compiled.scenario.name}, mode {loop.mode.value}, tick {loop.policy.tick_s:g} s, speed x{speed:g}, "
+        f"metrics {metrics}, actuator {actuator}"
+        + ("" if loop.mode is Mode.APPLY else f" (mode {loop.mode.value}: nothing is applied; --mode apply acts)"),
+        markup=False,
+    )
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # the tick in progress completes and saves its state; the wait before the next one ends now
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    changes = 0
+
+    def on_tick(report: TickReport) -> None:
+        nonlocal changes
+        changes += len(report.changes())
+        for line in tick_line(report, start):
+            out.print(line, markup=False)
+
+    try:
+        ran = loop.run(stop, on_tick=on_tick, until=lambda report: source.finished(report.at), max_ticks=ticks)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        loop.close()
+    why = "stopped" if stop.is_set() else ("trace ended" if ticks is None or ran < ticks else f"{ticks} ticks")
+    kept = ", ".join(f"{what} {path}" for what, path in (("audit", audit), ("state", state)) if path is not None)
+    out.print(f"run: {why} after {ran} ticks, {changes} changes" + (f"; {kept}" if kept else ""), markup=False)
