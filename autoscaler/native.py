@@ -26,9 +26,6 @@ process and a source one by pickle, which needs the reducers that `picklable_by_
 
 from __future__ import annotations
 
-import copyreg
-import dataclasses
-import functools
 import hashlib
 import importlib.abc
 import importlib.machinery
@@ -177,22 +174,6 @@ def use_compiled_build(build_dir: Path | None = None) -> str:
         return f"plain Python ({imported[0]} was imported before the opt-in)"
     sys.meta_path.insert(0, _FromBuild(files))
     return COMPILED
-
-
-def picklable_by_fields(*classes: type) -> None:
-    """Pickle (and deep-copy) these frozen dataclasses by their fields, through their constructor.
-
-    A compiled frozen dataclass has no `__dict__`, so the default protocol restores it attribute by attribute,
-    which its frozen `__setattr__` refuses. Plans send profiles to Ray tasks, so the compiled modules register
-    their frozen dataclasses here (cloudpickle and `copy` read the same registry). The reduction names the class
-    by its module and the fields by name, so a compiled process and a source one read each other's pickles."""
-    for cls in classes:
-        names = tuple(f.name for f in dataclasses.fields(cls) if f.init)
-        copyreg.pickle(cls, functools.partial(_by_fields, names))
-
-
-def _by_fields(names: tuple[str, ...], obj: object) -> tuple[type, tuple[object, ...]]:
-    return type(obj), tuple(getattr(obj, name) for name in names)
 
 
 def build(build_dir: Path | None = None) -> str:

@@ -44,7 +44,7 @@ from typing import Any, Literal
 from autoscaler.catalog import Catalog, GpuType
 from autoscaler.datafiles import config_dir, load_yaml
 from autoscaler.errors import ConfigError
-from autoscaler.native import picklable_by_fields
+from autoscaler.pickling import picklable_by_fields
 from autoscaler.shapes import Shape, ShapeKind
 
 

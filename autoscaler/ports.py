@@ -22,15 +22,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from autoscaler.config import Service, WorkloadRef
+from autoscaler.events import CloudEvent
 from autoscaler.model import PolicyState, ShapeReplicas, require_aware
 from autoscaler.placement.model import NodeState, PlacedReplica
 from autoscaler.shapes import Shape
-
-if TYPE_CHECKING:
-    from autoscaler.audit import CloudEvent
 
 
 @runtime_checkable

@@ -17,8 +17,14 @@ collector (`gc.freeze()`, as a long-running controller does once its configurati
 what is left of the capacity cache ("warm-up s"); the figure is the median of N calls (N = 5 below 10,000
 services, 3 from 10,000). Goal (issue): <= 0.2 s for 1,000 services, printed as PASS/MISS; the script never fails on it.
 
+The performance model's step times (`autoscaler.perf`, which capacity at SLO calls) run compiled by mypyc as
+`make` builds it, as in the `fleetscale` command (the script opts in, autoscaler/native.py; the first line says
+whether it runs compiled; FLEETSCALE_PURE_PYTHON=1 measures the plain Python sources).
+
     .venv/bin/python benchmarks/decide_scale.py [--sizes 100 1000 10000] [--fleet steady|shifted] [--json FILE]
 """
+
+# ruff: noqa: E402
 
 from __future__ import annotations
 
@@ -38,6 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from pinning import pin_to_one_core
+
+from autoscaler.native import use_compiled_build
+
+# Before the imports below, which load autoscaler.perf: the opt-in decides whether it loads compiled
+# (autoscaler/native.py), hence the late imports (E402, allowed for this file at its top). No test loads this
+# script as a module (tests/unit/conftest.py `load_benchmark`), so opting in at import time touches no test process.
+BUILD_STATUS = use_compiled_build()
 
 from autoscaler.capacity import LatencySlo, TokenMix, capacity_at_slo
 from autoscaler.catalog import Catalog, load_catalog
@@ -240,7 +253,9 @@ def build_tick(compiled: CompiledScenario, rng: random.Random, fleet: str) -> Ti
             first_seen_s=now_s - 3600.0,
             recommendations=tuple((now_s - k * policy.tick_s, count) for k in range(window - 1, 0, -1)),
             last_scale_down_s=now_s - 600.0,
-            last_target={shape: count},
+            # What the loop records once the actuator has answered: the spec is fleetscale's own, no conflict.
+            applied={shape: count},
+            requested={shape: count},
         )
     # A steady fleet has the nodes its replicas run on (the inventory carries no assignments, so placement still
     # places every replica, on those nodes).
@@ -248,7 +263,7 @@ def build_tick(compiled: CompiledScenario, rng: random.Random, fleet: str) -> Ti
         name: PoolObservation(nodes=math.ceil(gpus.get(name, 0.0) / pool.gpus_per_node - 1e-9))
         for name, pool in compiled.pools.items()
     }
-    return Tick(Observation(at=NOW, services=services, pools=pools), forecasts, PolicyState(states), cost)
+    return Tick(Observation(services=services, pools=pools), forecasts, PolicyState(states), cost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pinning = pin_to_one_core()
-    print(f"decide_scale: {pinning}; Python {sys.version.split()[0]}; seed {SEED}")
+    print(f"decide_scale: {pinning}; Python {sys.version.split()[0]}; seed {SEED}; autoscaler.perf: {BUILD_STATUS}")
     catalog = load_catalog()
     book = load_profile_book(catalog)
     results = []

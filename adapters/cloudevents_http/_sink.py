@@ -31,8 +31,8 @@ from typing import Final, Self
 
 import httpx
 
-from autoscaler.audit import STRUCTURED_CONTENT_TYPE, CloudEvent, serialize_event
 from autoscaler.errors import AutoscalerError, ConfigError, NotFound, PermanentError, TransientError
+from autoscaler.events import STRUCTURED_CONTENT_TYPE, CloudEvent, serialize_event
 
 __all__ = [
     "HTTPX_ERROR_KINDS",

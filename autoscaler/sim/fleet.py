@@ -42,7 +42,7 @@ from typing import Protocol
 from autoscaler.capacity import Routing
 from autoscaler.compiled import Candidate, CompiledScenario
 from autoscaler.config import NodePool
-from autoscaler.native import picklable_by_fields
+from autoscaler.pickling import picklable_by_fields
 from autoscaler.shapes import Shape
 from autoscaler.sim.engine import Done, ReplicaEngine
 

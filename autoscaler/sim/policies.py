@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from autoscaler.capacity import TokenMix
 from autoscaler.compiled import CompiledScenario
-from autoscaler.native import picklable_by_fields
+from autoscaler.pickling import picklable_by_fields
 from autoscaler.shapes import Shape
 from autoscaler.sim.fleet import FleetView, ServiceRequests, Targets
 from autoscaler.sizing import size_service
