@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from autoscaler.catalog import Catalog
-from autoscaler.config import NodePool, Scenario, Service
+from autoscaler.config import NodePool, Scenario, Service, WorkloadRef
 from autoscaler.perf import ProfileBook, ReplicaProfile, ShapeRejected
-from autoscaler.shapes import Shape, ShapeKind
+from autoscaler.shapes import Shape, ShapeKind, parse_shape
 
 _FREE_CHOICE_GANGS = (1, 2, 4, 8)
 _FREE_CHOICE_FRACTIONS = (0.5, 0.25)
@@ -38,9 +38,14 @@ class ServicePlan:
     candidates: tuple[Candidate, ...]
     horizon_s: float
     by_shape: Mapping[Shape, Candidate] = field(default_factory=dict)
+    workloads: Mapping[Shape, WorkloadRef] = field(default_factory=dict)  # shape_scale_targets, shapes canonical
 
     def candidate(self, shape: Shape) -> Candidate | None:
         return self.by_shape.get(shape)
+
+    def workload(self, shape: Shape) -> WorkloadRef | None:
+        """The workload that runs this service's replicas of `shape` (None: the scenario binds none)."""
+        return self.workloads.get(shape, self.service.scale_target)
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,4 +127,10 @@ def _plan(service: Service, compiled: CompiledScenario) -> ServicePlan:
         candidates.append(Candidate(shape, pool_name, price, share, profile, "", startup))
     usable = [c.startup_s for c in candidates if c.profile is not None]
     horizon = compiled.scenario.policy.tick_s + (max(usable) if usable else 0.0)
-    return ServicePlan(service, tuple(candidates), horizon, {c.shape: c for c in candidates})
+    # Keys as written ("H100/3g.40gb", an alias) resolve to the catalog's names, which decisions carry.
+    tp = service.tensor_parallel_size or 1
+    workloads = {
+        compiled.catalog.canonical_shape(parse_shape(text, tp)): ref
+        for text, ref in service.shape_scale_targets.items()
+    }
+    return ServicePlan(service, tuple(candidates), horizon, {c.shape: c for c in candidates}, workloads)

@@ -329,13 +329,6 @@ class Service(_Strict):
                 "workload's pods have one accelerator shape: name a workload per shape in shape_scale_targets"
             )
 
-    def workload_for(self, shape: Shape) -> WorkloadRef | None:
-        """The workload that runs this service's replicas of `shape` (None: the scenario binds none)."""
-        for text, workload in self.shape_scale_targets.items():
-            if parse_shape(text, self.tensor_parallel_size or 1) == shape:
-                return workload
-        return self.scale_target
-
     def shapes(self) -> list[Shape]:
         """The allowed shapes, parsed, with `tensor_parallel_size` applied to bare whole-GPU shapes."""
         return [parse_shape(text, self.tensor_parallel_size or 1) for text in self.allowed_shapes]

@@ -49,6 +49,7 @@ class ForecastSettings:
     select_after_s: float = 2 * 3600.0  # history the selector needs before it runs (a backtest of an hour and more)
     reselect_every_s: float = 3600.0
     selections_per_tick: int = 1
+    persist_every_s: float = 300.0  # how often the loop saves the series with its state (a restart refills the rest)
     selection: bool = True  # False: the burst envelope alone
 
 

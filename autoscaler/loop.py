@@ -40,6 +40,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from autoscaler.audit import TYPE_DECISION_INTENT, TYPE_DECISION_OUTCOME, CloudEvent, source_for_scenario
 from autoscaler.compiled import CompiledScenario
@@ -151,7 +152,9 @@ def with_mode(config: CompiledScenario, mode: Mode) -> CompiledScenario:
 
 class ControlLoop:
     """The loop over its ports (see the module docstring). `store` None keeps the state in memory only; `audit` None
-    records nothing (the simulator); `run_id` prefixes decision ids (random per process by default)."""
+    records nothing (the simulator). `run_id` prefixes decision ids, which number the ticks: it must differ between
+    process starts that write the same audit trail (a crash after an intent but before the state is saved repeats a
+    tick number, and CloudEvents ids must be unique), so by default it is random."""
 
     def __init__(
         self,
@@ -186,6 +189,8 @@ class ControlLoop:
         self._counters: dict[str, tuple[float, float]] = {}  # service -> (sampled at, requests_total)
         self._audited: dict[str, tuple[Reason, tuple[tuple[str, int], ...]]] = {}
         self._backoff: dict[str, _Backoff] = {}
+        self._exported: dict[str, dict[str, Any]] = {}  # the forecasters' state as last saved
+        self._exported_at: datetime | None = None
 
     # ── start ───────────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -276,7 +281,7 @@ class ControlLoop:
         timer.lap("decide")
 
         # 5. audit intent
-        plans = self._actions(decision, inventory, now_s)
+        plans = self._actions(decision, inventory)
         intents = self._intents(decision, observation, forecasts, plans, decision_id, number)
         recorded = self._emit([event for _, event in intents], problems, "intent")
         if self.mode is Mode.APPLY and plans and recorded:
@@ -300,7 +305,7 @@ class ControlLoop:
                         f"backing off after a failed call: retrying in {backoff.until_s - clock.monotonic():.0f} s"
                     )
                     continue
-                actuations.extend(self._actuate(service, actions, decision, decision_id, now_s))
+                actuations.extend(self._actuate(service, actions, decision_id, now_s))
         timer.lap("actuate")
 
         # 7. audit outcome
@@ -382,7 +387,7 @@ class ControlLoop:
         pools = {name: PoolObservation(n) for name, n in inventory.pool_nodes.items()}
         return Observation(services, pools, spend, inventory.nodes, inventory.placed)
 
-    def _actions(self, decision: Decision, inventory: Inventory, now_s: float) -> dict[str, list[Action]]:
+    def _actions(self, decision: Decision, inventory: Inventory) -> dict[str, list[Action]]:
         """Per service, the set-replicas calls apply mode would make: shapes that grow first, then those that
         shrink. A hold is never actuated: its target is what exists, and writing it could lower a spec (a scale-down
         on bad data) or fight another writer."""
@@ -416,7 +421,9 @@ class ControlLoop:
         decision_id: str,
         number: int,
     ) -> list[tuple[str, CloudEvent]]:
-        events = []
+        events: list[tuple[str, CloudEvent]] = []
+        if self.ports.audit is None:  # nothing records them (the simulator): do not build them
+            return events
         for result in decision.services:
             key = (result.reason, tuple(sorted((str(s), n) for s, n in result.target.items())))
             actions = plans.get(result.service, []) if self.mode is Mode.APPLY else []
@@ -436,13 +443,11 @@ class ControlLoop:
             events.append((result.service, event))
         return events
 
-    def _actuate(
-        self, service: str, actions: list[Action], decision: Decision, decision_id: str, now_s: float
-    ) -> list[Actuation]:
-        workload_of = self.config.plans[service].service.workload_for
+    def _actuate(self, service: str, actions: list[Action], decision_id: str, now_s: float) -> list[Actuation]:
+        plan = self.config.plans[service]
         results = []
         for action in actions:
-            request = ScaleRequest(service, action.shape, action.replicas, workload_of(action.shape), decision_id)
+            request = ScaleRequest(service, action.shape, action.replicas, plan.workload(action.shape), decision_id)
             try:
                 answer = self.ports.actuator.set_replicas(request)
             except AutoscalerError as exc:
@@ -517,7 +522,13 @@ class ControlLoop:
     def _persist(self, now: datetime, problems: list[str]) -> bool:
         if self.ports.store is None:
             return True
-        stored = StoredState(self.state, self.forecasters.export(), now, self.ticks)
+        # The forecasters' series are hours of points per service: exported every few minutes, not every tick (a
+        # restart refills what is newer from the metrics source's history). The policy state is saved every time.
+        interval = self.forecasters.settings.persist_every_s
+        if self._exported_at is None or (now - self._exported_at).total_seconds() >= interval:
+            self._exported = self.forecasters.export()
+            self._exported_at = now
+        stored = StoredState(self.state, self._exported, now, self.ticks)
         try:
             self.ports.store.save(stored)
         except AutoscalerError as exc:

@@ -396,6 +396,113 @@ RULE_CASES = [
         "Input should be less than 1",
         1,
     ),
+    # Workload bindings: what a service scales, and how its metrics are found.
+    RuleCase(
+        "a Deployment without its namespace",
+        (("services[0].scale_target", {"kind": "Deployment", "name": "chat"}),),
+        "services[0].scale_target",
+        "kind (Deployment) needs namespace (the namespace of 'chat')",
+    ),
+    RuleCase(
+        "a Ray Serve deployment without its application",
+        (("services[0].scale_target", {"kind": "RayServeDeployment", "name": "chat"}),),
+        "services[0].scale_target",
+        "kind (RayServeDeployment) needs app (the Serve application of deployment 'chat')",
+    ),
+    RuleCase(
+        "a Ray Serve deployment with a namespace",
+        (("services[0].scale_target", {"kind": "RayServeDeployment", "name": "chat", "app": "a", "namespace": "n"}),),
+        "services[0].scale_target",
+        "kind (RayServeDeployment) takes app and name, not namespace or api_version",
+    ),
+    RuleCase(
+        "an unknown kind without its api_version",
+        (("services[0].scale_target", {"kind": "InferenceService", "name": "chat", "namespace": "ml"}),),
+        "services[0].scale_target",
+        "kind ('InferenceService') is not one fleetscale knows (Deployment, StatefulSet, LeaderWorkerSet, RayService, "
+        "RayServeDeployment): give its api_version",
+    ),
+    RuleCase(
+        "a kind that is not a Kubernetes kind",
+        (("services[0].scale_target", {"kind": "deployment", "name": "chat", "namespace": "ml"}),),
+        "services[0].scale_target",
+        "kind ('deployment') must be a Kubernetes kind (CamelCase) or RayServeDeployment",
+    ),
+    RuleCase(
+        "an api_version that is not group/version",
+        (
+            (
+                "services[0].scale_target",
+                {"kind": "InferenceService", "name": "chat", "namespace": "ml", "api_version": "serving.kserve.io"},
+            ),
+        ),
+        "services[0].scale_target",
+        "api_version ('serving.kserve.io') must be group/version, e.g. example.com/v1",
+    ),
+    RuleCase(
+        "a Kubernetes name with capitals",
+        (("services[0].scale_target", {"kind": "Deployment", "name": "Chat", "namespace": "ml"}),),
+        "services[0].scale_target",
+        "name ('Chat') must be a lowercase DNS name, as Kubernetes requires",
+    ),
+    RuleCase(
+        "an unknown field in a workload",
+        (("services[0].scale_target", {"kind": "Deployment", "name": "chat", "namespace": "ml", "replicas": 3}),),
+        "services[0].scale_target.replicas",
+        "Extra inputs are not permitted",
+        3,
+    ),
+    RuleCase(
+        "one scale_target for two shapes",
+        (
+            ("services[0].allowed_shapes", ["H100-80GB", "H100-80GB/3g.40gb"]),
+            ("services[0].scale_target", {"kind": "Deployment", "name": "chat", "namespace": "ml"}),
+        ),
+        "services[0]",
+        "scale_target (Deployment ml/chat) would run 2 shapes (H100-80GB, H100-80GB/3g.40gb), but a workload's pods "
+        "have one accelerator shape: name a workload per shape in shape_scale_targets",
+    ),
+    RuleCase(
+        "a workload for a shape the service may not take",
+        (("services[0].shape_scale_targets", {"L4": {"kind": "Deployment", "name": "chat-l4", "namespace": "ml"}}),),
+        "services[0]",
+        "shape_scale_targets ('L4') is not one of allowed_shapes (H100-80GB)",
+    ),
+    RuleCase(
+        "two shapes bound to one workload",
+        (
+            ("services[0].allowed_shapes", ["H100-80GB", "H100-80GB/3g.40gb"]),
+            (
+                "services[0].shape_scale_targets",
+                {
+                    "H100-80GB": {"kind": "Deployment", "name": "chat", "namespace": "ml"},
+                    "H100-80GB/3g.40gb": {"kind": "Deployment", "name": "chat", "namespace": "ml"},
+                },
+            ),
+        ),
+        "services[0]",
+        "shape_scale_targets: 'H100-80GB/3g.40gb' and 'H100-80GB' name the same workload (Deployment ml/chat)",
+    ),
+    RuleCase(
+        "a metrics label that Prometheus would refuse",
+        (("services[0].metrics", {"labels": {"model-name": "llama"}}),),
+        "services[0].metrics.labels",
+        "label name 'model-name' must match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus label)",
+    ),
+    RuleCase(
+        "negative metrics_max_future_skew_s",
+        (("policy", {"metrics_max_future_skew_s": -1}),),
+        "policy.metrics_max_future_skew_s",
+        "Input should be greater than or equal to 0",
+        -1,
+    ),
+    RuleCase(
+        "forecast_max_age_s 0",
+        (("policy", {"forecast_max_age_s": 0}),),
+        "policy.forecast_max_age_s",
+        "Input should be greater than 0",
+        0,
+    ),
     # Structure.
     RuleCase("no pools", (("fleet.pools", []),), "fleet.pools", "List should have at least 1 item"),
     RuleCase("no services", (("services", []),), "services", "List should have at least 1 item"),
@@ -441,6 +548,27 @@ BOUNDARY_CASES = [
     BoundaryCase("shape_switch_min_savings_ratio 0", (("policy", {"shape_switch_min_savings_ratio": 0}),)),
     BoundaryCase("node_provisioning_s 0", (("fleet.pools[0].node_provisioning_s", 0),)),
     BoundaryCase("empty allowed_shapes (every shape that holds the model)", (("services[0].allowed_shapes", []),)),
+    BoundaryCase("metrics_max_future_skew_s 0", (("policy", {"metrics_max_future_skew_s": 0}),)),
+    BoundaryCase(
+        "a workload of each kind",
+        (
+            ("services[0].allowed_shapes", ["H100-80GB", "H100-80GB/3g.40gb", "L4"]),
+            ("services[0].scale_target", {"kind": "RayServeDeployment", "app": "chat-app", "name": "Chat_8B"}),
+            (
+                "services[0].shape_scale_targets",
+                {
+                    "H100-80GB": {"kind": "LeaderWorkerSet", "name": "chat", "namespace": "inference"},
+                    "H100-80GB/3g.40gb": {
+                        "kind": "InferenceService",
+                        "api_version": "serving.kserve.io/v1beta1",
+                        "name": "chat-mig",
+                        "namespace": "inference",
+                    },
+                },
+            ),
+            ("services[0].metrics", {"labels": {"model_name": "meta-llama/Llama-3.1-8B", "namespace": "inference"}}),
+        ),
+    ),
 ]
 
 

@@ -330,13 +330,15 @@ def test_a_restarted_loop_continues_from_the_saved_state(chat: CompiledScenario)
     for _ in range(12):
         world.tick()
     before = world.loop.state.services["chat"]
-    # The process dies; a new one starts on the same store and the same fleet, 45 s later, with the metrics
-    # source's history covering the gap.
+    # The process dies; a new one starts on the same store and the same fleet, 45 s later. The forecasters' series
+    # was saved with the first tick's state (it is saved every 5 minutes); the metrics source's history, a point
+    # every 15 s, has the rest.
     world.clock.advance(45)
-    world.metrics.histories["chat"] = [RateSample(world.clock.now() - timedelta(seconds=s), 40.0) for s in (30, 15, 0)]
+    now = world.clock.now()
+    world.metrics.histories["chat"] = [RateSample(now - timedelta(seconds=15 * k), 40.0) for k in range(20)]
     loop = world.new_loop(chat)
     started = loop.start()
-    assert started.loaded and started.refilled == {"chat": 3}
+    assert started.loaded and started.refilled == {"chat": 14}  # 30 s to 225 s: every point after the saved one
     assert loop.ticks == 12
     assert loop.state.services["chat"].first_seen_s == before.first_seen_s
     assert loop.state.services["chat"].applied == before.applied
@@ -346,3 +348,18 @@ def test_a_restarted_loop_continues_from_the_saved_state(chat: CompiledScenario)
     result = report.decision.service("chat")
     assert result.reason is not Reason.HOLD_CONFLICT
     assert result.forecast_model == "burst_envelope"  # the restored series is long enough to forecast at once
+
+
+def test_each_shape_is_scaled_through_its_own_workload(catalog: Catalog, book: ProfileBook) -> None:
+    data = scenario_dict()
+    data["services"][0]["allowed_shapes"] = ["H100", "H100-80GB/3g.40gb"]  # an alias: decisions say H100-80GB
+    data["services"][0]["shape_scale_targets"] = {"H100": {"kind": "Deployment", "name": "chat", "namespace": "ml"}}
+    data["services"][0]["scale_target"] = {"kind": "LeaderWorkerSet", "name": "chat-mig", "namespace": "ml"}
+    data["policy"] = {"mode": "apply"}
+    world = World(compile_dict(data, catalog, book))
+    world.metrics.set_rate("chat", 60.0)
+    world.tick()
+    (call,) = world.fleet.calls
+    assert call.shape == H100 and call.workload is not None and str(call.workload) == "Deployment ml/chat"
+    plan = world.loop.config.plans["chat"]
+    assert str(plan.workload(parse_shape("H100-80GB/3g.40gb"))) == "LeaderWorkerSet ml/chat-mig"

@@ -16,6 +16,7 @@ from autoscaler.cli import app
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = str(ROOT / "configs/examples/code-assistant.yaml")
 SCHEMA = ROOT / "tests/fixtures/cloudevents/cloudevents-1.0.schema.json"
+SHAPE = r"H100-80GB(?:/3g\.40gb)?"  # the scenario's two shapes
 
 
 def invoke(args: list[str]) -> Result:
@@ -37,7 +38,7 @@ def replayed(head: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Resu
     audit, state = where / "audit.jsonl", where / "state.json"
     result = invoke(
         [
-            "run", "--scenario", SCENARIO, "--metrics", "replay", "--trace", str(head), "--speed", "2000",
+            "run", "--scenario", SCENARIO, "--metrics", "replay", "--trace", str(head), "--speed", "200",
             "--actuator", "log", "--mode", "apply", "--audit", str(audit), "--state", str(state),
         ]
     )  # fmt: skip
@@ -49,10 +50,11 @@ def test_run_replays_the_trace_through_the_loop_and_ends_with_it(replayed: tuple
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "code: code-head x1: 1,200 requests"
-    assert lines[1] == ("run: code-assistant, mode apply, tick 15 s, speed x2000, metrics replay, actuator log")
-    # The replay runs on the real clock (x2000), so how much of the trace the first tick sees varies a little.
-    assert re.search(r"^  set code H100-80GB: 0 -> \d+ \(decision [0-9a-f]+-000001\)$", result.output, re.M)
-    assert re.search(r"^00:00:\d\d tick 1: code 0 -> \d+ x H100-80GB \(scale_up", result.output, re.M)
+    assert lines[1] == ("run: code-assistant, mode apply, tick 15 s, speed x200, metrics replay, actuator log")
+    # The replay runs on the real clock (x200), so how much of the trace the first tick sees varies: the first
+    # decision may be whole GPUs or MIG slices.
+    assert re.search(rf"^  set code {SHAPE}: 0 -> \d+ \(decision [0-9a-f]+-000001\)$", result.output, re.M)
+    assert re.search(rf"^00:00:\d\d tick 1: code 0 -> \d+ x {SHAPE} \(scale_up", result.output, re.M)
     assert lines[-1].startswith("run: trace ended after ")
     assert lines[-1].endswith(f"; audit {audit}, state {state}")
     document = json.loads(state.read_text())
@@ -74,7 +76,8 @@ def test_every_audit_line_is_a_valid_cloudevent_and_each_intent_has_its_outcome(
     first = next(e for e in events if e.type == TYPE_DECISION_INTENT)
     assert first.subject == "code" and first.source == "/fleetscale/code-assistant"
     assert [s["stage"] for s in first.data["stages"]] == ["forecast", "size", "budget", "stabilize", "place"]
-    assert first.data["actions"] == [{"shape": "H100-80GB", "from": None, "to": first.data["target"]["H100-80GB"]}]
+    [(shape, count)] = first.data["target"].items()
+    assert first.data["actions"] == [{"shape": shape, "from": None, "to": count}]
 
 
 def test_explain_tells_why_each_change_happened_and_what_it_cost(replayed: tuple[Result, Path, Path]) -> None:
@@ -83,12 +86,13 @@ def test_explain_tells_why_each_change_happened_and_what_it_cost(replayed: tuple
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     first = lines[0]
-    start = re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC code: 0 -> (\d+) x H100-80GB \(scale_up", first)
+    start = re.match(rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC code: 0 -> (\d+) x ({SHAPE}) \(scale_up", first)
     assert start is not None, first
-    n = int(start[1])
+    n, shape = int(start[1]), start[2]
+    price = {"H100-80GB": 6.88, "H100-80GB/3g.40gb": 3.44}[shape]
     assert "Demand observed " in first
-    assert f"Cost $0.00/h -> ${6.88 * n:.2f}/h (+${6.88 * n:.2f}/h)." in first
-    assert re.search(rf"Applied: H100-80GB {n} of {n} \(decision [0-9a-f]+-000001\)\.$", first)
+    assert f"Cost $0.00/h -> ${price * n:.2f}/h (+${price * n:.2f}/h)." in first
+    assert re.search(rf"Applied: {re.escape(shape)} {n} of {n} \(decision [0-9a-f]+-000001\)\.$", first)
     assert any("Demand p99 of burst_envelope forecast over 2.2 min" in line for line in lines)
     assert lines[-1].startswith(f"{len(list(read_audit(audit))) // 2} decisions from ")
     everything = invoke(["explain", "--audit", str(audit), "--all"])
@@ -102,7 +106,7 @@ def test_a_second_run_starts_from_the_saved_state(head: Path, replayed: tuple[Re
     ticks = json.loads(state.read_text())["ticks"]
     result = invoke(
         [
-            "run", "--scenario", SCENARIO, "--trace", str(head), "--speed", "2000", "--mode", "apply",
+            "run", "--scenario", SCENARIO, "--trace", str(head), "--speed", "200", "--mode", "apply",
             "--audit", str(audit), "--state", str(state), "--ticks", "2",
         ]
     )  # fmt: skip
