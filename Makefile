@@ -48,6 +48,7 @@ imports: $(STAMP)
 
 bench: $(NATIVE)
 	$(BIN)/python benchmarks/decide_scale.py
+	$(BIN)/python benchmarks/loop_tick.py
 	$(BIN)/python benchmarks/perf_validation.py
 	$(BIN)/python benchmarks/forecast_cost.py --series 40
 	$(BIN)/python benchmarks/placement.py

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,23 @@ class Actuation:
     applied: int | None
     note: str = ""
     error: str = ""
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with every non-finite float as None: JSON has no infinity, and a decision may hold one (the cost of
+    a shape that cannot serve at all). One such number must not make a tick's intents unrecordable, which would
+    stop everything the tick applies (safety rule 7)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _json_object(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _json_safe(value) for key, value in data.items()}
 
 
 def counts(mapping: Mapping[Shape, int]) -> dict[str, int]:
@@ -101,7 +119,7 @@ def intent_data(
     actions: Sequence[Action],
 ) -> dict[str, Any]:
     alternative = service.rejected_alternative
-    return {
+    data = {
         "decision_id": decision_id,
         "tick": tick,
         "mode": decision.mode.value,
@@ -136,6 +154,7 @@ def intent_data(
         "stages": [_stage(stage) for stage in service.trace],
         "actions": [{"shape": str(a.shape), "from": a.from_replicas, "to": a.replicas} for a in actions],
     }
+    return _json_object(data)
 
 
 def outcome_data(
@@ -147,18 +166,26 @@ def outcome_data(
     results: Sequence[Actuation],
     note: str = "",
 ) -> dict[str, Any]:
-    return {
-        "decision_id": decision_id,
-        "tick": tick,
-        "mode": mode,
-        "outcome": outcome,
-        "target": counts(target),
-        "results": [
-            {"shape": str(r.shape), "requested": r.requested, "applied": r.applied, "note": r.note, "error": r.error}
-            for r in results
-        ],
-        "note": note,
-    }
+    return _json_object(
+        {
+            "decision_id": decision_id,
+            "tick": tick,
+            "mode": mode,
+            "outcome": outcome,
+            "target": counts(target),
+            "results": [
+                {
+                    "shape": str(r.shape),
+                    "requested": r.requested,
+                    "applied": r.applied,
+                    "note": r.note,
+                    "error": r.error,
+                }
+                for r in results
+            ],
+            "note": note,
+        }
+    )
 
 
 def outcome_of(results: Sequence[Actuation]) -> str:
