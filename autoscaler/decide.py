@@ -23,7 +23,7 @@ from datetime import datetime
 from autoscaler.budget import BudgetCap, BudgetInput, BudgetOutcome, apply_budget, effective_cap
 from autoscaler.capacity import TokenMix
 from autoscaler.compiled import CompiledScenario, ServicePlan
-from autoscaler.config import Mode, Service
+from autoscaler.config import Mode, Policy, Service
 from autoscaler.model import (
     Constraint,
     Decision,
@@ -162,34 +162,15 @@ def _demand(
     config: CompiledScenario,
 ) -> Demand:
     policy = config.scenario.policy
-    max_age_s = policy.metrics_max_age_s
     default_mix = (
         estimate.mix.bucketed() if estimate else TokenMix(service.mean_input_tokens, service.mean_output_tokens)
     )
     rps = observed.request_rps
-    problem = f" ({observed.problem})" if observed.problem else ""
-    if observed.sampled_at is None or rps is None:
-        return Demand(
-            0.0, 0.0, default_mix, "", Reason.HOLD_MISSING_METRICS,
-            f"no metrics{problem}: holding, never scaling down", estimate,
-        )  # fmt: skip
-    if not usable_metric(rps):
-        return Demand(
-            0.0, 0.0, default_mix, "", Reason.HOLD_BAD_METRICS,
-            f"unusable request rate {rps!r}{problem}: holding, never scaling down", estimate,
-        )  # fmt: skip
-    age = now_s - observed.sampled_at.timestamp()
-    if age > max_age_s:
-        return Demand(
-            0.0, 0.0, default_mix, "", Reason.HOLD_STALE_METRICS,
-            f"metrics are {age:.0f} s old (metrics_max_age_s {max_age_s:g}): holding, never scaling down", estimate,
-        )  # fmt: skip
-    if -age > policy.metrics_max_future_skew_s:
-        return Demand(
-            0.0, 0.0, default_mix, "", Reason.HOLD_BAD_METRICS,
-            f"metrics sampled {-age:.0f} s in the future (metrics_max_future_skew_s "
-            f"{policy.metrics_max_future_skew_s:g}): a clock is wrong; holding, never scaling down", estimate,
-        )  # fmt: skip
+    why = _unusable(observed, now_s, policy)
+    if why is not None:
+        reason, sentence = why
+        return Demand(0.0, 0.0, default_mix, "", reason, f"{sentence}: holding, never scaling down", estimate)
+    assert rps is not None and observed.sampled_at is not None
     mix = default_mix
     tokens_in, tokens_out = observed.input_tokens_per_s, observed.output_tokens_per_s
     if rps > 0 and usable_metric(tokens_in) and usable_metric(tokens_out) and tokens_in and tokens_out:
@@ -217,6 +198,28 @@ def _demand(
     if rps > peak:
         source += f"; observed {rps:.3g} req/s is higher and wins"
     return Demand(max(peak, rps), low, mix, source, mix_estimate=estimate, model=forecast.model)
+
+
+def _unusable(observed: ServiceObservation, now_s: float, policy: Policy) -> tuple[Reason, str] | None:
+    """Why a service's metrics cannot be decided on (the hold's reason and a sentence), or None when they can."""
+    rps = observed.request_rps
+    problem = f" ({observed.problem})" if observed.problem else ""
+    if observed.sampled_at is None or rps is None:
+        return Reason.HOLD_MISSING_METRICS, f"no metrics{problem}"
+    if not usable_metric(rps):
+        return Reason.HOLD_BAD_METRICS, f"unusable request rate {rps!r}{problem}"
+    age = now_s - observed.sampled_at.timestamp()
+    if age > policy.metrics_max_age_s:
+        return (
+            Reason.HOLD_STALE_METRICS,
+            f"metrics are {age:.0f} s old (metrics_max_age_s {policy.metrics_max_age_s:g})",
+        )
+    if -age > policy.metrics_max_future_skew_s:
+        return Reason.HOLD_BAD_METRICS, (
+            f"metrics sampled {-age:.0f} s in the future (metrics_max_future_skew_s "
+            f"{policy.metrics_max_future_skew_s:g}): a clock is wrong"
+        )
+    return None
 
 
 # ── 2. size ──────────────────────────────────────────────────────────────────────────────────────────────────────
