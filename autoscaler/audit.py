@@ -14,6 +14,7 @@ third-party package (the event value, `CloudEvent`, is the core's `autoscaler/ev
   One process writes a given file (the leader); readers may run at any time.
 - `read_audit`: the events of a log, oldest rotated file first, strict: a bad line is an error naming file and line.
 - `MemoryAuditSink`: the in-memory fake of `AuditSink` for tests and the simulator.
+- `AuditTee`: a durable sink first, then forwarders (the HTTP sink) that only queue.
 
 The HTTP forwarder lives in `adapters/cloudevents_http` (it needs httpx, which the core never imports).
 """
@@ -28,7 +29,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from autoscaler.errors import ConfigError, DataQualityError, NotFound, PermanentError, TransientError
+from autoscaler.errors import (
+    AutoscalerError,
+    ConfigError,
+    DataQualityError,
+    NotFound,
+    PermanentError,
+    TransientError,
+)
 from autoscaler.events import (
     SPECVERSION,
     STRUCTURED_CONTENT_TYPE,
@@ -40,6 +48,7 @@ from autoscaler.events import (
     serialize_event,
     source_for_scenario,
 )
+from autoscaler.ports import AuditSink
 
 __all__ = [
     "SPECVERSION",
@@ -48,6 +57,7 @@ __all__ = [
     "TYPE_DECISION_INTENT",
     "TYPE_DECISION_OUTCOME",
     "AuditFile",
+    "AuditTee",
     "CloudEvent",
     "MemoryAuditSink",
     "parse_event",
@@ -369,3 +379,31 @@ class MemoryAuditSink:
         self.emit_calls.clear()
         self.next_error = None
         self.closed = False
+
+
+class AuditTee:
+    """The events to a durable sink first, then to forwarders.
+
+    The durable sink (an `AuditFile`) decides whether the events are recorded: its errors are the tee's, so the
+    loop applies nothing it could not record (safety rule 7). Forwarders (`adapters.cloudevents_http`) queue and
+    count their own losses; an error from one is counted here (`forward_errors`) and never stops the tick. Without
+    a durable sink the trail is only as good as the forwarders: best effort.
+    """
+
+    def __init__(self, durable: AuditSink | None, forwarders: Sequence[AuditSink]) -> None:
+        self.durable = durable
+        self.forwarders = tuple(forwarders)
+        self.forward_errors = 0
+
+    def emit(self, events: Sequence[CloudEvent]) -> None:
+        if self.durable is not None:
+            self.durable.emit(events)
+        for forwarder in self.forwarders:
+            try:
+                forwarder.emit(events)
+            except AutoscalerError:
+                self.forward_errors += 1
+
+    def close(self) -> None:
+        for sink in (*self.forwarders, *((self.durable,) if self.durable is not None else ())):
+            sink.close()

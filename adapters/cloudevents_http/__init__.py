@@ -5,7 +5,7 @@ blocks the tick and what cannot be delivered is counted (`sent`, `dropped`, `rej
 are mapped to `autoscaler.errors` by `map_httpx_errors` (every httpx exception class is listed in
 `HTTPX_ERROR_KINDS`, and a test keeps it so).
 
-This is an adapter: it imports httpx, `autoscaler.audit` and `autoscaler.errors` only.
+This is an adapter: it imports httpx, `autoscaler.events` and `autoscaler.errors` only.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from autoscaler.audit import AuditFile
+from autoscaler.audit import AuditFile, AuditTee
 from autoscaler.cli.common import compile_file, err, fail, out
 from autoscaler.cli.replay_commands import (
     CvOption,
@@ -39,6 +39,7 @@ from autoscaler.config import Mode
 from autoscaler.dry_run import LogFleet
 from autoscaler.errors import AutoscalerError
 from autoscaler.loop import ControlLoop, TickReport
+from autoscaler.ports import AuditSink
 from autoscaler.sim.trace_source import TraceMetricsSource
 from autoscaler.state_store import FileStateStore
 
@@ -80,6 +81,9 @@ def run_command(
     trace: TracesOption = None,
     actuator: Annotated[str, typer.Option(help=f"Actuator: {', '.join(ACTUATORS)} (a dry run).")] = "log",
     audit: Annotated[Path | None, typer.Option(help="Audit trail (CloudEvents, JSON Lines), appended to.")] = None,
+    audit_url: Annotated[
+        str | None, typer.Option(help="Also post the audit events to this URL (CloudEvents structured mode).")
+    ] = None,
     state: Annotated[Path | None, typer.Option(help="State file: loaded at start, saved every tick.")] = None,
     mode: Annotated[
         str | None, typer.Option(help="observe, recommend or apply; default: the scenario's policy.mode.")
@@ -114,11 +118,20 @@ def run_command(
     source = TraceMetricsSource({name: w.requests for name, w in workloads.items()}, start)
     fleet = LogFleet(lambda line: out.print(f"  {line}", markup=False))
     try:
-        sink = AuditFile(audit) if audit is not None else None
+        trail = AuditFile(audit) if audit is not None else None
     except AutoscalerError as exc:
         raise fail(f"--audit {audit}: {exc}") from None
-    if sink is not None and sink.repair_note:
-        err.print(f"audit: {sink.repair_note}", markup=False)
+    if trail is not None and trail.repair_note:
+        err.print(f"audit: {trail.repair_note}", markup=False)
+    sink: AuditSink | None = trail
+    if audit_url is not None:
+        from adapters.cloudevents_http import HttpAuditSink  # the composition root wires the adapter
+
+        try:
+            forwarder = HttpAuditSink(audit_url)
+        except AutoscalerError as exc:
+            raise fail(f"--audit-url {audit_url}: {exc}") from None
+        sink = AuditTee(trail, [forwarder])
     store = FileStateStore(state) if state is not None else None
     loop = ControlLoop(
         compiled, clock=clock, metrics=source, inventory=fleet, actuator=fleet, store=store, audit=sink,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
+import threading
 from pathlib import Path
 
 import jsonschema
@@ -144,3 +146,39 @@ def test_explain_names_a_bad_line(tmp_path: Path) -> None:
     result = invoke(["explain", "--audit", str(audit)])
     assert result.exit_code == 2
     assert f"{audit}:1" in result.output
+
+
+@pytest.mark.integration
+def test_the_audit_trail_is_also_posted_where_audit_url_says(head: Path, tmp_path: Path) -> None:
+    received: list[tuple[str, dict[str, object]]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.headers["Content-Type"], json.loads(body)))
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet: the test reads what it received
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        audit = tmp_path / "audit.jsonl"
+        url = f"http://127.0.0.1:{server.server_address[1]}/events"
+        result = invoke(
+            [
+                "run", "--scenario", SCENARIO, "--trace", str(head), "--speed", "200", "--mode", "apply",
+                "--audit", str(audit), "--audit-url", url, "--ticks", "6",
+            ]
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    written = [e.id for e in read_audit(audit)]
+    assert written and [event["id"] for _, event in received] == written  # the same events, in order, all sent
+    assert {kind for kind, _ in received} == {"application/cloudevents+json; charset=UTF-8"}
