@@ -8,8 +8,9 @@ contract fitted on it.
   scaled by the trend) from `min_points` points on; before that there is no forecast (the observed rate stands).
 - Where history allows (`select_after_s` of it), the selector (`forecasting.auto.AutoForecaster`) backtests the
   burst envelope against the package's models that fit in a tick (`tick_candidates`: seasonal naive and
-  Holt-Winters for the span and step) and keeps the best by pinball loss; it selects again every
-  `reselect_every_s`. SARIMAX and quantile gradient boosting are left out at the tick's resolution: one selection
+  Holt-Winters for the span and step) by pinball loss at the quantile the service is sized for (its tier's), and
+  keeps the envelope unless another is better by `selection_margin`; it selects again
+  every `reselect_every_s`. SARIMAX and quantile gradient boosting are left out at the tick's resolution: one selection
   on 2 hours of 15 s ticks took them 11 s and 100 s here, against 1.5 s for the rest together. Selections are
   spread: the bank lets at most `selections_per_tick` run in one tick, so a fleet of services does not stall one
   tick.
@@ -51,6 +52,9 @@ class ForecastSettings:
     selections_per_tick: int = 1
     persist_every_s: float = 300.0  # how often the loop saves the series with its state (a restart refills the rest)
     selection: bool = True  # False: the burst envelope alone
+    # A challenger replaces the burst envelope only if its pinball loss at the quantile the service is sized for is
+    # lower by this share: a model whose mean tracks better but whose quantile sits lower sizes fewer replicas.
+    selection_margin: float = 0.1
 
 
 def tick_candidates(span_s: float, step_s: float) -> list[Forecaster]:
@@ -122,14 +126,21 @@ class ServiceForecaster:
             return False
         return self.selected_at_s is None or self.end_s - self.selected_at_s >= self.settings.reselect_every_s
 
-    def select(self, horizon_steps: int) -> None:
-        """Backtest the burst envelope against the package's models on the kept series; keep the best."""
+    def select(self, horizon_steps: int, scored: Sequence[float]) -> None:
+        """Backtest the burst envelope against the package's models on the kept series, scored at the quantiles
+        `scored` (those the service is sized for); keep the best, the envelope unless beaten by the margin."""
         assert self.end_s is not None
         span = len(self.values) * self.step_s
         candidates: list[Forecaster] = [self._envelope(), *tick_candidates(span, self.step_s)]
         self.selected_at_s = self.end_s
         try:
-            model = AutoForecaster(horizon=max(1, horizon_steps), candidates=candidates, max_history=self.capacity)
+            model = AutoForecaster(
+                horizon=max(1, horizon_steps),
+                candidates=candidates,
+                max_history=self.capacity,
+                scored_quantiles=tuple(scored),
+                incumbent_margin=self.settings.selection_margin,
+            )
             model.fit(list(self.values), self.step_s, self.start_s)
         except Exception as exc:  # any model's failure (statsmodels raises many kinds): the envelope serves, saying why
             self._fall_back(exc)
@@ -204,11 +215,15 @@ class ForecasterBank:
     def begin_tick(self) -> None:
         self._selections_left = self.settings.selections_per_tick
 
-    def forecast(self, service: str, horizon_s: float, quantiles: Sequence[float]) -> Forecast | None:
+    def forecast(
+        self, service: str, horizon_s: float, quantiles: Sequence[float], scored: Sequence[float] | None = None
+    ) -> Forecast | None:
+        """The service's forecast (its model selected first, when due and the tick's budget allows, scored at the
+        quantiles `scored`: those the service is sized for; all of `quantiles` by default)."""
         forecaster = self.of(service)
         if self._selections_left > 0 and forecaster.due_for_selection():
             self._selections_left -= 1
-            forecaster.select(max(1, math.ceil(horizon_s / self.step_s - 1e-9)))
+            forecaster.select(max(1, math.ceil(horizon_s / self.step_s - 1e-9)), scored or quantiles)
         return forecaster.forecast(horizon_s, quantiles)
 
     def refill(self, service: str, samples: Iterable[tuple[float, float | None]]) -> int:

@@ -186,6 +186,8 @@ class ControlLoop:
         self.quantiles = tuple(
             sorted({*self.policy.forecast_quantile.values(), self.policy.budget_fallback_quantile, 0.5})
         )
+        # The quantile each service is sized at (its tier's): what its forecaster's selection is scored on.
+        self._sized_at = {s.name: (self.policy.forecast_quantile[s.tier],) for s in self.services}
         self._counters: dict[str, tuple[float, float]] = {}  # service -> (sampled at, requests_total)
         self._audited: dict[str, tuple[Reason, tuple[tuple[str, int], ...]]] = {}
         self._backoff: dict[str, _Backoff] = {}
@@ -265,7 +267,7 @@ class ControlLoop:
         for plan in self.config.plans.values():
             name = plan.service.name
             self.forecasters.of(name).add(now_s, tick_rates.get(name))
-            predicted = self.forecasters.forecast(name, plan.horizon_s, self.quantiles)
+            predicted = self.forecasters.forecast(name, plan.horizon_s, self.quantiles, self._sized_at[name])
             if predicted is not None:
                 forecasts[name] = predicted
         timer.lap("forecast")

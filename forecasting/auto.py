@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from forecasting.backtest import BacktestScore, rolling_origin
-from forecasting.base import FloatArray, Forecaster
+from forecasting.base import DEFAULT_QUANTILES, FloatArray, Forecaster
 from forecasting.burst import BurstEnvelope
 from forecasting.gbm import QuantileGBM
 from forecasting.holt_winters import HoltWinters
@@ -61,6 +61,10 @@ class AutoForecaster(Forecaster):
     """The candidate with the best backtest (or the mean of the best `ensemble_size`). Stability: alpha.
 
     `max_backtest_origins` bounds the forecasts scored per candidate (None: every step of the validation part).
+    `scored_quantiles` are the quantiles the pinball criterion averages (None: 0.5, 0.9, 0.99): a caller that sizes
+    on one quantile scores that one. `incumbent_margin` keeps the first candidate unless another's criterion is lower
+    by more than that share of it (0: the best wins outright), for a caller whose first candidate is the model it
+    trusts until another is clearly better.
     """
 
     alias = "auto"
@@ -74,6 +78,8 @@ class AutoForecaster(Forecaster):
         criterion: str = "pinball",
         selection: bool = True,
         max_backtest_origins: int | None = 60,
+        scored_quantiles: Sequence[float] | None = None,
+        incumbent_margin: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,6 +90,8 @@ class AutoForecaster(Forecaster):
         self.criterion = criterion
         self.selection = selection
         self.max_backtest_origins = max_backtest_origins
+        self.scored_quantiles = scored_quantiles
+        self.incumbent_margin = incumbent_margin
 
     @property
     def name(self) -> str:
@@ -108,11 +116,12 @@ class AutoForecaster(Forecaster):
         split = max(2, int(n * (1 - self.validation_fraction)))
         scale_season = _scale_season(split, self.step_s_)
         stride = _stride(n - 1 - split, self.max_backtest_origins)
+        quantiles = tuple(self.scored_quantiles) if self.scored_quantiles is not None else DEFAULT_QUANTILES
         for candidate in candidates:
             model = candidate.clone()
             try:
                 score = rolling_origin(
-                    model, self.observed_, self.step_s_, split, self.horizon, stride=stride,
+                    model, self.observed_, self.step_s_, split, self.horizon, stride=stride, quantiles=quantiles,
                     scale_season=scale_season, start_s=self.start_s_,
                 )  # fmt: skip
             except Exception as exc:
@@ -121,6 +130,12 @@ class AutoForecaster(Forecaster):
             if np.isfinite(score.mase):
                 self.scores_[model.name] = score
         ranked = sorted(self.scores_.items(), key=lambda item: _criterion(item[1], self.criterion))
+        incumbent = candidates[0].clone().name if candidates else None
+        if self.incumbent_margin > 0 and ranked and incumbent in self.scores_ and ranked[0][0] != incumbent:
+            kept = _criterion(self.scores_[incumbent], self.criterion)
+            if _criterion(ranked[0][1], self.criterion) > kept * (1 - self.incumbent_margin):
+                # Not better by the margin: the incumbent stays (first), the rest keep their order.
+                ranked = [(incumbent, self.scores_[incumbent]), *[r for r in ranked if r[0] != incumbent]]
         by_name = {c.clone().name: c for c in candidates}
         winners = [by_name[name] for name, _ in ranked[: max(1, self.ensemble_size)]] or [SeasonalNaive(None)]
         self._fit_members(winners)

@@ -227,3 +227,18 @@ def test_a_level_shift_is_followed_within_a_few_steps() -> None:
     # Ten steps after the shift the forecast is near the new level, not the old one.
     assert forecast.mean[0] == pytest.approx(200, rel=0.1)
     assert forecast.quantiles[0.9][0] >= forecast.mean[0] * 0.95
+
+
+def test_selection_scores_the_quantiles_it_is_told_and_keeps_the_incumbent_within_its_margin() -> None:
+    y = _series(300)  # a 10-step cycle on a trend: the last value (naive) trails it
+    candidates = [SeasonalNaive(None), SeasonalNaive(600.0)]
+    free = AutoForecaster(horizon=3, candidates=candidates, scored_quantiles=(0.9,)).fit(y, STEP_S)
+    assert set(free.scores_["naive"].coverage) == {0.9}  # scored at the quantile asked for only
+    naive, seasonal = (free.scores_[n].pinball for n in ("naive", "seasonal_naive_600s"))
+    assert seasonal < naive and free.name == "auto:seasonal_naive_600s"
+    # The incumbent (the first candidate) stays unless the best beats it by more than the margin.
+    beaten_by = 1 - seasonal / naive
+    kept = AutoForecaster(horizon=3, candidates=candidates, scored_quantiles=(0.9,), incumbent_margin=beaten_by + 0.01)
+    assert kept.fit(y, STEP_S).name == "auto:naive"
+    lost = AutoForecaster(horizon=3, candidates=candidates, scored_quantiles=(0.9,), incumbent_margin=beaten_by - 0.01)
+    assert lost.fit(y, STEP_S).name == "auto:seasonal_naive_600s"
