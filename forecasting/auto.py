@@ -129,7 +129,7 @@ class AutoForecaster(Forecaster):
                 continue
             if np.isfinite(score.mase):
                 self.scores_[model.name] = score
-        ranked = sorted(self.scores_.items(), key=lambda item: _criterion(item[1], self.criterion))
+        ranked = sorted(self.scores_.items(), key=lambda item: _rank(item[1], self.criterion))
         incumbent = candidates[0].clone().name if candidates else None
         if self.incumbent_margin > 0 and ranked and incumbent in self.scores_ and ranked[0][0] != incumbent:
             kept = _criterion(self.scores_[incumbent], self.criterion)
@@ -197,12 +197,22 @@ class AutoForecaster(Forecaster):
 
 
 def _criterion(score: BacktestScore, criterion: str) -> float:
-    """Lower is better. Pinball loss (the default) rewards calibrated quantiles as well as an accurate median."""
+    """Lower is better. Pinball loss (the default) rewards calibrated quantiles as well as an accurate median;
+    `peak_pinball` judges each forecast's highest quantile over its horizon against the highest value that came,
+    which is what sizing for the coming cold start reads."""
     if criterion == "mase":
         return score.mase
     if criterion == "pinball":
         return score.pinball
-    raise ValueError(f"criterion must be 'pinball' or 'mase', not {criterion!r}")
+    if criterion == "peak_pinball":
+        return score.peak_pinball
+    raise ValueError(f"criterion must be 'pinball', 'peak_pinball' or 'mase', not {criterion!r}")
+
+
+def _rank(score: BacktestScore, criterion: str) -> float:
+    """The criterion as a sort key: a score it cannot judge (NaN: no whole window to take a peak of) ranks last."""
+    value = _criterion(score, criterion)
+    return value if np.isfinite(value) else np.inf
 
 
 def _stride(origins: int, max_origins: int | None) -> int:

@@ -3,6 +3,7 @@ feeding each new observation with `update` (as the controller would), and score 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ class BacktestScore:
     predict_s: float
     forecasts: int
     notes: tuple[str, ...] = field(default=())
+    # The pinball loss of each forecast's peak over its horizon against the peak that came: what a capacity
+    # planner sizes on (the highest quantile over the coming cold start), not how each step tracks.
+    peak_pinball: float = math.nan
 
 
 def rolling_origin(
@@ -73,6 +77,7 @@ def rolling_origin(
             on_progress(index + 1, len(origins))
     actual_all = np.concatenate(actuals)
     mean_all = np.concatenate(means)
+    peak_pinball = _peak_pinball(actuals, predicted)
     scale = naive_scale(values[:train_size], scale_season)
     return BacktestScore(
         model=model.name,
@@ -85,4 +90,19 @@ def rolling_origin(
         predict_s=tick_s / max(len(origins), 1),
         forecasts=len(origins),
         notes=(model.report_.describe(),),
+        peak_pinball=peak_pinball,
     )
+
+
+def _peak_pinball(actuals: list[FloatArray], predicted: dict[float, list[FloatArray]]) -> float:
+    """Mean over the quantiles of the pinball loss of each window's forecast peak against its actual peak (windows
+    with a missing value left out: their peak is unknown)."""
+    whole = [i for i, actual in enumerate(actuals) if len(actual) and not np.isnan(actual).any()]
+    if not whole:
+        return math.nan
+    peaks = np.array([float(np.max(actuals[i])) for i in whole])
+    losses = []
+    for q, paths in predicted.items():
+        forecast_peaks = np.array([float(np.max(paths[i])) for i in whole])
+        losses.append(pinball(peaks, forecast_peaks, q))
+    return float(np.mean(losses))

@@ -242,3 +242,18 @@ def test_selection_scores_the_quantiles_it_is_told_and_keeps_the_incumbent_withi
     assert kept.fit(y, STEP_S).name == "auto:naive"
     lost = AutoForecaster(horizon=3, candidates=candidates, scored_quantiles=(0.9,), incumbent_margin=beaten_by - 0.01)
     assert lost.fit(y, STEP_S).name == "auto:seasonal_naive_600s"
+
+
+def test_peak_pinball_judges_the_peak_over_the_horizon() -> None:
+    # A spike every 5 steps: within any 5-step window the peak is a spike. The last value (naive) misses it in most
+    # windows; the seasonal naive of 5 steps puts it in every path.
+    y = np.array([100.0 if k % 5 == 0 else 10.0 for k in range(200)])
+    naive = rolling_origin(SeasonalNaive(None), y, STEP_S, 150, 5, quantiles=(0.9,))
+    seasonal = rolling_origin(SeasonalNaive(5 * STEP_S), y, STEP_S, 150, 5, quantiles=(0.9,))
+    assert seasonal.peak_pinball < naive.peak_pinball
+    assert math.isfinite(naive.peak_pinball)
+    chosen = AutoForecaster(
+        horizon=5, candidates=[SeasonalNaive(None), SeasonalNaive(5 * STEP_S)], scored_quantiles=(0.9,),
+        criterion="peak_pinball",
+    )  # fmt: skip
+    assert chosen.fit(y, STEP_S).name == "auto:seasonal_naive_300s"
