@@ -392,6 +392,11 @@ class Policy(_Strict):
         description="A forecast issued longer ago than this is stale and ignored: the observed rate stands, and the "
         "decision says so (the loop issues a fresh one every tick).",
     )
+    forecast_selection: bool = Field(
+        default=True,
+        description="Whether each service's forecaster backtests the burst envelope against the package's models once "
+        "it has 2 hours of history, and takes one that forecasts the peak clearly better (false: the envelope alone).",
+    )
     token_mix_half_life_s: float = Field(
         default=600.0,
         ge=0,

@@ -180,7 +180,10 @@ class ControlLoop:
         self.run_id = run_id or _random_id()
         self.publish = publish
         self.state = PolicyState()
-        self.forecasters = ForecasterBank(self.policy.tick_s, forecasting)
+        settings = forecasting or ForecastSettings()
+        if not self.policy.forecast_selection:  # the scenario's word, over the settings' default
+            settings = dataclasses.replace(settings, selection=False)
+        self.forecasters = ForecasterBank(self.policy.tick_s, settings)
         self.ticks = 0
         self.services = [plan.service for plan in self.config.plans.values()]
         self.quantiles = tuple(

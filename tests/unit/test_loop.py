@@ -363,3 +363,11 @@ def test_each_shape_is_scaled_through_its_own_workload(catalog: Catalog, book: P
     assert call.shape == H100 and call.workload is not None and str(call.workload) == "Deployment ml/chat"
     plan = world.loop.config.plans["chat"]
     assert str(plan.workload(parse_shape("H100-80GB/3g.40gb"))) == "LeaderWorkerSet ml/chat-mig"
+
+
+def test_the_scenario_can_keep_the_burst_envelope_alone(catalog: Catalog, book: ProfileBook) -> None:
+    data = scenario_dict()
+    data["policy"] = {"forecast_selection": False}
+    world = World(compile_dict(data, catalog, book))
+    assert world.loop.forecasters.settings.selection is False
+    assert World(compile_dict(scenario_dict(), catalog, book)).loop.forecasters.settings.selection is True
