@@ -393,9 +393,11 @@ class Policy(_Strict):
         "decision says so (the loop issues a fresh one every tick).",
     )
     forecast_selection: bool = Field(
-        default=True,
+        default=False,
         description="Whether each service's forecaster backtests the burst envelope against the package's models once "
-        "it has 2 hours of history, and takes one that forecasts the peak clearly better (false: the envelope alone).",
+        "it has 2 hours of history, and takes one that forecasts the peak clearly better. Off by default: on the "
+        "14-day ServeGen replays none of the ways of selecting tried beat the envelope alone "
+        "(autoscaler/forecasters.py).",
     )
     token_mix_half_life_s: float = Field(
         default=600.0,

@@ -6,16 +6,19 @@ contract fitted on it.
 
 - The model is the burst envelope (`forecasting.burst.BurstEnvelope`: the recent per-tick rates as quantiles,
   scaled by the trend) from `min_points` points on; before that there is no forecast (the observed rate stands).
-- Where history allows (`select_after_s` of it), the selector (`forecasting.auto.AutoForecaster`) backtests the
-  burst envelope against the package's models that fit in a tick (`tick_candidates`: seasonal naive and
-  Holt-Winters for the span and step) by the pinball loss of each backtest forecast's peak over the horizon, at the
-  quantile the service is sized for (its tier's), against the peak that came (what sizing reads; a model whose
-  steps track better may still size lower at the peak), and keeps the envelope unless another is better by
-  `selection_margin`; it selects again
-  every `reselect_every_s`. SARIMAX and quantile gradient boosting are left out at the tick's resolution: one selection
-  on 2 hours of 15 s ticks took them 11 s and 100 s here, against 1.5 s for the rest together. Selections are
-  spread: the bank lets at most `selections_per_tick` run in one tick, so a fleet of services does not stall one
-  tick.
+- With `policy.forecast_selection` on, where history allows (`select_after_s` of it), the selector
+  (`forecasting.auto.AutoForecaster`) backtests the burst envelope against the package's models that fit in a tick
+  (`tick_candidates`: seasonal naive and Holt-Winters for the span and step) by the pinball loss of each backtest
+  forecast's peak over the horizon, at the quantile the service is sized for (its tier's), against the peak that
+  came (what sizing reads: a model whose steps track better may still size lower at the peak), and keeps the
+  envelope unless another is better by `selection_margin`; it selects again every `reselect_every_s`. SARIMAX and
+  quantile gradient boosting are left out at the tick's resolution: one selection on 2 hours of 15 s ticks took
+  them 11 s and 100 s here, against 1.5 s for the rest together. Selections are spread: the bank lets at most
+  `selections_per_tick` run in one tick, so a fleet of services does not stall one tick.
+  It is off by default: on the 14-day ServeGen replays no way of selecting that was tried (mean pinball over
+  p50/p90/p99; pinball at the tier's quantile with a 10 % margin; the peak over the horizon) beat the envelope
+  alone: each lowered attainment, by 0.04 to 0.36 points, at -0.8 % to +9.9 % of its cost (README, "The control
+  loop").
 - A model that fails is replaced by the burst envelope, and the forecast names what produced it
   (`Forecast.model`: "burst_envelope", "auto:holt_winters", ...).
 
@@ -53,7 +56,7 @@ class ForecastSettings:
     reselect_every_s: float = 3600.0
     selections_per_tick: int = 1
     persist_every_s: float = 300.0  # how often the loop saves the series with its state (a restart refills the rest)
-    selection: bool = True  # False: the burst envelope alone
+    selection: bool = True  # False: the burst envelope alone (the loop sets it from policy.forecast_selection)
     # Candidates are judged as sizing reads them: by the pinball loss of each forecast's peak over the horizon, at
     # the quantile the service is sized for, against the peak that came ("peak_pinball"; "pinball" judges every
     # step). A challenger replaces the burst envelope only if it is better by `selection_margin`.

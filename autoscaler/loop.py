@@ -180,9 +180,8 @@ class ControlLoop:
         self.run_id = run_id or _random_id()
         self.publish = publish
         self.state = PolicyState()
-        settings = forecasting or ForecastSettings()
-        if not self.policy.forecast_selection:  # the scenario's word, over the settings' default
-            settings = dataclasses.replace(settings, selection=False)
+        # Whether the selector runs is the scenario's word (policy.forecast_selection); the rest are the settings'.
+        settings = dataclasses.replace(forecasting or ForecastSettings(), selection=self.policy.forecast_selection)
         self.forecasters = ForecasterBank(self.policy.tick_s, settings)
         self.ticks = 0
         self.services = [plan.service for plan in self.config.plans.values()]

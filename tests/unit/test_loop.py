@@ -365,9 +365,8 @@ def test_each_shape_is_scaled_through_its_own_workload(catalog: Catalog, book: P
     assert str(plan.workload(parse_shape("H100-80GB/3g.40gb"))) == "LeaderWorkerSet ml/chat-mig"
 
 
-def test_the_scenario_can_keep_the_burst_envelope_alone(catalog: Catalog, book: ProfileBook) -> None:
+def test_the_scenario_says_whether_the_selector_runs(catalog: Catalog, book: ProfileBook) -> None:
+    assert World(compile_dict(scenario_dict(), catalog, book)).loop.forecasters.settings.selection is False
     data = scenario_dict()
-    data["policy"] = {"forecast_selection": False}
-    world = World(compile_dict(data, catalog, book))
-    assert world.loop.forecasters.settings.selection is False
-    assert World(compile_dict(scenario_dict(), catalog, book)).loop.forecasters.settings.selection is True
+    data["policy"] = {"forecast_selection": True}
+    assert World(compile_dict(data, catalog, book)).loop.forecasters.settings.selection is True
