@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import random
 import statistics
@@ -43,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from figures_json import write_figures
 from pinning import pin_to_one_core
 
 from autoscaler.native import use_compiled_build
@@ -427,10 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdict = "PASS" if goal.median_decide_s <= GOAL_S else "MISS"
         print(f"goal: decide for {GOAL_SERVICES:,} services <= {GOAL_S} s: {verdict} ({goal.median_decide_s:.3f} s)")
     data = figures(results)
-    assert all(math.isfinite(v) for v in data.values())
-    if args.json is not None:
-        args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+    write_figures(args.json, data)
     return 0
 
 

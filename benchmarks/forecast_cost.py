@@ -19,8 +19,6 @@ Per-series costs do not depend on how many series there are (nothing is shared),
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import statistics
 import sys
@@ -28,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from figures_json import write_figures
 
 from adapters.traces import load_trace
 from autoscaler.series import RateSeries
@@ -137,10 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     verdict = "PASS" if amortized_ms <= GOAL_MS else "MISS"
     print(f"goal: <= {GOAL_MS:g} ms per series per tick: {verdict}")
-    assert all(math.isfinite(v) for v in figures.values())
-    if args.json is not None:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+    write_figures(args.json, figures)
     return 0
 
 

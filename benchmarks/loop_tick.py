@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import random
 import re
@@ -60,6 +59,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from figures_json import write_figures
 from pinning import pin_to_one_core
 
 from autoscaler.native import use_compiled_build
@@ -349,10 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({len(kinds)} kind(s)); " + "; ".join(kinds[:3])
             )
     data = figures(results)
-    assert all(math.isfinite(v) for v in data.values())
-    if args.json is not None:
-        args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+    write_figures(args.json, data)
     return 0
 
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from figures_json import write_figures
 
 from autoscaler.catalog import load_catalog
 from autoscaler.perf import Precision, ReplicaProfile, load_profile_book
@@ -304,9 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = validate(args.csv)
     report(result)
     data = result.figures()
-    if args.json is not None:
-        args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+    write_figures(args.json, data)
     return 0
 
 

@@ -21,7 +21,6 @@ a match rate >= 0.95; printed as PASS or MISS, the script never fails on them.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import statistics
@@ -31,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from figures_json import write_figures
 from pinning import pin_to_one_core
 
 from autoscaler.catalog import Catalog, load_catalog
@@ -249,9 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"gave up on a feasible one {match.heuristic_gave_up_on_feasible} times; goal >= 0.95 and <= 1.10: "
             f"{'PASS' if match.rate >= 0.95 and match.worst_ratio <= 1.10 else 'MISS'}"
         )
-    if args.json is not None:
-        args.json.write_text(json.dumps(figures(results, match), indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_figures(args.json, figures(results, match))
     return 0
 
 

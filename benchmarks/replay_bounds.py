@@ -25,11 +25,12 @@ minutes per row and about 6 GB; `--quick` runs the code rows only.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from figures_json import write_figures
 
 from autoscaler.native import use_compiled_build
 
@@ -159,13 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'bound':<{width}}  {'attainment':>10}  {'cost $':>12}")
     for row in rows:
         print(f"{row.label:<{width}}  {row.attainment:>10.2%}  {row.cost_usd:>12,.2f}")
-    if args.json is not None:
-        figures: dict[str, float] = {}
-        for row in rows:
-            figures[f"{row.key}_attainment"] = row.attainment
-            figures[f"{row.key}_cost_usd"] = round(row.cost_usd, 2)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    figures: dict[str, float] = {}
+    for row in rows:
+        figures[f"{row.key}_attainment"] = row.attainment
+        figures[f"{row.key}_cost_usd"] = round(row.cost_usd, 2)
+    write_figures(args.json, figures)
     return 0
 
 

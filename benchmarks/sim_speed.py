@@ -20,13 +20,13 @@ requests/s and < 60 s for the 14-day replay; printed as PASS or MISS, the script
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from figures_json import write_figures
 from pinning import pin_to_one_core
 
 from autoscaler.native import use_compiled_build
@@ -142,15 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdict = "PASS" if replay_s < 60 else "MISS"
     print(f"{args.days}-day replay of {args.services} services (hpa, 60 s tick): {replay_s:.1f} s for {total:,} "
           f"requests ({total / replay_s:,.0f} requests/s); goal < 60 s: {verdict}")  # fmt: skip
-    if args.json is not None:
-        figures = {
-            "requests_per_s": round(rate),
-            f"replay_{args.days}d_{args.services}svc_s": round(replay_s, 2),
-            "replay_requests": total,
-            "compiled": BUILD_STATUS.startswith("compiled"),
-        }
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    figures = {
+        "requests_per_s": round(rate),
+        f"replay_{args.days}d_{args.services}svc_s": round(replay_s, 2),
+        "replay_requests": total,
+        "compiled": BUILD_STATUS.startswith("compiled"),
+    }
+    write_figures(args.json, figures)
     return 0
 
 
