@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck imports unit bench native clean
+.PHONY: demo test check lint typecheck imports unit bench native prometheus clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,40 @@ $(NATIVE): $(STAMP) autoscaler/native.py autoscaler/perf.py autoscaler/sim/engin
 
 native: $(NATIVE)
 
+# A real Prometheus and promtool for the integration tests (tests/integration/prometheus_server.py), unpacked from
+# Debian's `prometheus` package into build/prometheus/ rather than installed: `apt-get install` pulls 377 MB of
+# web-console dependencies and starts a service on :9090, while the unpacked binaries run standalone. `apt-get
+# update` runs only when the package lists have no candidate (a fresh container has none). Without apt-get, the
+# binaries already on PATH are linked in. The stamp holds `prometheus --version`, which also proves the binary runs.
+# As root, `apt-get download` warns "Download is performed unsandboxed as root" (build/ is not _apt's): harmless.
+PROM_DIR := build/prometheus
+PROM_STAMP := $(PROM_DIR)/.installed
+$(PROM_STAMP):
+	rm -rf $(PROM_DIR)
+	mkdir -p $(PROM_DIR)/usr/bin
+	@if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then \
+		set -e; \
+		if ! apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [^(]'; then \
+			echo "apt-get update (no candidate for prometheus in the package lists)"; \
+			apt-get update -qq; \
+		fi; \
+		(cd $(PROM_DIR) && apt-get download -q prometheus); \
+		dpkg-deb -x $(PROM_DIR)/prometheus_*.deb $(PROM_DIR); \
+		rm -f $(PROM_DIR)/prometheus_*.deb; \
+	elif command -v prometheus >/dev/null && command -v promtool >/dev/null; then \
+		ln -sf "$$(command -v prometheus)" $(PROM_DIR)/usr/bin/prometheus; \
+		ln -sf "$$(command -v promtool)" $(PROM_DIR)/usr/bin/promtool; \
+	else \
+		echo "make prometheus: needs apt-get and dpkg-deb (Debian's prometheus package), or prometheus and" \
+			"promtool on PATH; found neither" >&2; \
+		exit 1; \
+	fi
+	$(PROM_DIR)/usr/bin/promtool --version >/dev/null
+	$(PROM_DIR)/usr/bin/prometheus --version > $@.tmp
+	mv $@.tmp $@
+
+prometheus: $(PROM_STAMP)
+
 demo: $(NATIVE)
 	$(BIN)/fleetscale validate configs/examples/*.yaml
 	$(BIN)/fleetscale whatif --scenario configs/examples/code-assistant.yaml \
@@ -31,7 +65,7 @@ demo: $(NATIVE)
 
 test: check unit
 
-unit: $(NATIVE)
+unit: $(NATIVE) $(PROM_STAMP)
 	$(BIN)/python -m pytest
 
 check: lint typecheck imports
@@ -57,5 +91,5 @@ bench: $(NATIVE)
 
 # autoscaler/native.json and autoscaler/**/*.so: what builds before build/native/ left next to the sources.
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build/native autoscaler/native.json
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build/native build/prometheus autoscaler/native.json
 	find autoscaler -name '*.so' -delete

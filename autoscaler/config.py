@@ -9,6 +9,7 @@ shape hold the model) are checked by `check_scenario`, which reports in the same
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -212,22 +213,173 @@ class WorkloadRef(_Strict):
         return self
 
 
-class MetricsBinding(_Strict):
-    """How a service's series are found in the metrics source."""
+class MetricsEngine(StrEnum):
+    """The server whose metric names a service's default queries use (adapters/prometheus/queries.py)."""
 
+    VLLM = "vllm"
+    SGLANG = "sglang"
+    RAY_SERVE = "rayserve"
+    ENDPOINT_PICKER = "endpoint_picker"  # the Gateway API inference extension's endpoint picker (llm-d router)
+
+
+class MetricSignal(StrEnum):
+    """What a service's metrics queries measure; the keys of `metrics.queries`."""
+
+    REQUEST_RPS = "request_rps"
+    INPUT_TOKENS_PER_S = "input_tokens_per_s"
+    OUTPUT_TOKENS_PER_S = "output_tokens_per_s"
+    RUNNING = "running"
+    WAITING = "waiting"
+    KV_CACHE_USAGE = "kv_cache_usage"
+    TTFT_P50_S = "ttft_p50_s"
+    TTFT_P95_S = "ttft_p95_s"
+    TPOT_P50_S = "tpot_p50_s"
+    TPOT_P95_S = "tpot_p95_s"
+    REPLICAS = "replicas"
+
+
+QUERY_PLACEHOLDERS = frozenset({"selector", "window"})
+
+
+def _check_label_matchers(value: dict[str, str], *, regex: bool) -> dict[str, str]:
+    for name, pattern in value.items():
+        if not _LABEL_NAME.match(name):
+            raise ValueError(f"label name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus label)")
+        if regex:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"label pattern {name}={pattern!r} is not a regular expression: {exc}") from None
+    return value
+
+
+class MetricsBinding(_Strict):
+    """How a service's series are found in the metrics source, and which queries read them."""
+
+    engine: MetricsEngine = Field(
+        default=MetricsEngine.VLLM,
+        description="The server that exports the service's metrics (vllm, sglang, rayserve, endpoint_picker): it "
+        "picks the default queries.",
+    )
     labels: dict[str, str] = Field(
         default_factory=dict,
-        description="Label matchers that select this service's series (`{model_name: meta-llama/Llama-3.1-8B, "
-        "namespace: inference}`); empty: the source's default for the service (its name).",
+        description="Label matchers (equality) that select this service's series (`{model_name: "
+        "meta-llama/Llama-3.1-8B, namespace: inference}`); with neither labels nor label_patterns, the engine's "
+        "label for the model or deployment equals the service's name.",
+    )
+    label_patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Label matchers by regular expression (PromQL `=~`, anchored), such as `{pod: chat-.*}`.",
+    )
+    shape_labels: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Per shape (as allowed_shapes writes it), the label matchers that select that shape's "
+        "replicas among the service's (`{H100-80GB: {deployment: chat-h100}}`), so that latency is compared with "
+        "the right shape's profile; without them the service's figures stand for a shape only while one runs.",
+    )
+    queries: dict[MetricSignal, str] = Field(
+        default_factory=dict,
+        description="PromQL per signal, replacing the engine's default; `$selector` stands for the label matchers "
+        "(without braces) and `$window` for the rate window (`1m`).",
+    )
+    rate_window_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="Range of rates and histogram quantiles, seconds; at least 4 scrape intervals, as Prometheus's "
+        "rate() needs two samples and a missed scrape must not empty it.",
     )
 
     @field_validator("labels")
     @classmethod
     def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _LABEL_NAME.match(name):
-                raise ValueError(f"label name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus label)")
+        return _check_label_matchers(value, regex=False)
+
+    @field_validator("label_patterns")
+    @classmethod
+    def _label_regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_label_matchers(value, regex=True)
+
+    @field_validator("shape_labels")
+    @classmethod
+    def _shape_label_names(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for text, matchers in value.items():
+            parse_shape(text)  # ValueError names the text
+            if not matchers:
+                raise ValueError(f"shape_labels ({text!r}) needs at least one label matcher")
+            _check_label_matchers(matchers, regex=False)
         return value
+
+    @field_validator("queries")
+    @classmethod
+    def _query_templates(cls, value: dict[MetricSignal, str]) -> dict[MetricSignal, str]:
+        for signal, query in value.items():
+            template = string.Template(query)
+            if not template.is_valid():
+                raise ValueError(
+                    f"queries.{signal} ({query!r}) has a `$` that is not $selector or $window "
+                    "(write $$ for a literal $)"
+                )
+            unknown = set(template.get_identifiers()) - QUERY_PLACEHOLDERS
+            if unknown:
+                raise ValueError(
+                    f"queries.{signal} ({query!r}) uses ${', $'.join(sorted(unknown))}; only $selector and $window "
+                    "are filled in"
+                )
+            if not query.strip():
+                raise ValueError(f"queries.{signal} is empty")
+        return value
+
+
+class DcgmField(StrEnum):
+    """What fleetscale reads of the DCGM exporter, per GPU or MIG instance."""
+
+    ENGINE_ACTIVE = "engine_active"  # share of time the graphics engine was busy (whole GPUs and MIG instances)
+    GPU_UTIL = "gpu_util"  # the older utilization (whole GPUs only)
+    FB_USED = "fb_used"  # framebuffer memory in use
+    FB_FREE = "fb_free"
+
+
+class MetricUnit(StrEnum):
+    RATIO = "ratio"  # 0-1
+    PERCENT = "percent"  # 0-100
+    BYTES = "bytes"
+    MIB = "mib"
+
+    @property
+    def to_base(self) -> float:
+        """The factor to fleetscale's units (ratios and bytes)."""
+        return {"ratio": 1.0, "percent": 0.01, "bytes": 1.0, "mib": 1024.0 * 1024.0}[self.value]
+
+
+class DcgmMetric(_Strict):
+    metric: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", description="The exporter's metric name.")
+    unit: MetricUnit = Field(description="Its unit: ratio, percent, bytes or mib.")
+
+
+class DcgmSettings(_Strict):
+    """How the fleet's DCGM exporter series are found."""
+
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Label matchers that select the fleet's DCGM series (`{job: dcgm-exporter}`); empty: all.",
+    )
+    names: dict[DcgmField, DcgmMetric] = Field(
+        default_factory=dict,
+        description="The exporter's metric per field with its unit, read before the names of exporters up to 4.8 "
+        "(4.9 renamed its default fields and changed percent to ratio and MiB to bytes).",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_label_matchers(value, regex=False)
+
+
+class Telemetry(_Strict):
+    """Fleet-wide telemetry settings."""
+
+    dcgm: DcgmSettings = Field(default_factory=DcgmSettings)
 
 
 class Service(_Strict):
@@ -321,6 +473,12 @@ class Service(_Strict):
             raise ValueError(
                 f"scale_target ({self.scale_target}) is also shape_scale_targets[{bound[self.scale_target]!r}]"
             )
+        for text in self.metrics.shape_labels:
+            shape = parse_shape(text, self.tensor_parallel_size or 1)
+            if allowed and shape not in allowed:
+                raise ValueError(
+                    f"metrics.shape_labels ({text!r}) is not one of allowed_shapes ({', '.join(self.allowed_shapes)})"
+                )
         bound_shapes = {parse_shape(t, self.tensor_parallel_size or 1) for t in self.shape_scale_targets}
         unbound = [text for text, shape in zip(self.allowed_shapes, allowed, strict=True) if shape not in bound_shapes]
         if self.scale_target is not None and len(unbound) > 1:
@@ -431,6 +589,7 @@ class Scenario(_Strict):
     services: list[Service] = Field(min_length=1)
     budget: Budget = Field(default_factory=Budget)
     policy: Policy = Field(default_factory=Policy)
+    telemetry: Telemetry = Field(default_factory=Telemetry)
 
     @model_validator(mode="after")
     def _unique_services(self) -> Self:

@@ -57,6 +57,7 @@ from autoscaler.model import (
     ServiceDecision,
     ServiceObservation,
     ShapeReplicas,
+    ShapeTelemetry,
 )
 from autoscaler.ports import (
     Actuator,
@@ -387,6 +388,8 @@ class ControlLoop:
                 reading.output_tokens_per_s,
                 reading.sampled_at,
                 replicas,
+                problem=reading.problem,
+                telemetry=_telemetry_by_shape(reading, replicas),
             )
         pools = {name: PoolObservation(n) for name, n in inventory.pool_nodes.items()}
         return Observation(services, pools, spend, inventory.nodes, inventory.placed)
@@ -593,6 +596,19 @@ class _PhaseTimer:
     @property
     def phases(self) -> tuple[tuple[str, float], ...]:
         return tuple(self._phases)
+
+
+def _telemetry_by_shape(
+    reading: ServiceMetrics, replicas: Mapping[Shape, ShapeReplicas]
+) -> Mapping[Shape, ShapeTelemetry]:
+    """What each shape's replicas report: the source's per-shape telemetry, else the service's, when all of the
+    service's serving replicas are of one shape (otherwise the service's figures mix shapes and fit none)."""
+    if reading.shapes:
+        return reading.shapes
+    serving = [shape for shape, r in replicas.items() if r.ready > 0]
+    if reading.telemetry is None or len(serving) != 1:
+        return {}
+    return {serving[0]: reading.telemetry}
 
 
 def _random_id() -> str:

@@ -36,11 +36,46 @@ class ShapeReplicas:
 
 
 @dataclass(frozen=True, slots=True)
+class ShapeTelemetry:
+    """What the replicas of one shape of one service report, as a metrics source aggregates it over its window:
+    completed requests per second, requests in the batch and waiting (sums over the replicas), the mean KV-cache
+    usage (0-1), and the observed latency quantiles (from the engine's histograms, seconds). None is not reported;
+    `replicas` is how many replicas' series the values come from (None: the source cannot tell)."""
+
+    request_rps: float | None = None
+    running: float | None = None
+    waiting: float | None = None
+    kv_cache_usage: float | None = None
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
+    tpot_p50_s: float | None = None
+    tpot_p95_s: float | None = None
+    replicas: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuTelemetry:
+    """What the DCGM exporter reports of one GPU, or of one MIG instance on a MIG GPU (`mig_profile`, `instance`):
+    the share of time its engine was busy (0-1) and its framebuffer memory, in bytes. None is not reported."""
+
+    node: str
+    gpu: str
+    uuid: str = ""
+    model: str = ""
+    mig_profile: str | None = None
+    instance: str | None = None
+    engine_active: float | None = None
+    fb_used_bytes: float | None = None
+    fb_free_bytes: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceObservation:
     """One service's metrics (rates over the last window) and replicas, as of `sampled_at` (aware, UTC).
 
     `problem` is the shell's word on why there are no metrics ("the metrics source timed out"), for the hold's
-    message; empty when the shell has nothing to add.
+    message; empty when the shell has nothing to add. `telemetry` is what the replicas of each shape report
+    (latencies, queues), where the source has it.
     """
 
     request_rps: float | None
@@ -49,6 +84,7 @@ class ServiceObservation:
     sampled_at: datetime | None = None
     replicas: Mapping[Shape, ShapeReplicas] = field(default_factory=dict)
     problem: str = ""
+    telemetry: Mapping[Shape, ShapeTelemetry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sampled_at is not None:

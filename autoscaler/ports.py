@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from autoscaler.config import Service, WorkloadRef
 from autoscaler.events import CloudEvent
-from autoscaler.model import PolicyState, ShapeReplicas, require_aware
+from autoscaler.model import PolicyState, ShapeReplicas, ShapeTelemetry, require_aware
 from autoscaler.placement.model import NodeState, PlacedReplica
 from autoscaler.shapes import Shape
 
@@ -60,6 +60,10 @@ class ServiceMetrics:
     `requests_total` is a counter of requests since an origin the source chooses (vLLM's
     `request_success_total`, the simulator's arrivals): the loop turns the increase between two ticks into the
     per-tick rate its forecaster learns from. A counter that goes down was reset; that tick's rate is missing.
+
+    `telemetry` is what the service's replicas report together (queues, KV cache, latency quantiles); `shapes` the
+    same per shape, where the source can tell the shapes apart (`metrics.shape_labels`). The loop attributes
+    `telemetry` to the one shape that runs when only one does.
     """
 
     sampled_at: datetime
@@ -67,6 +71,9 @@ class ServiceMetrics:
     input_tokens_per_s: float | None = None
     output_tokens_per_s: float | None = None
     requests_total: float | None = None
+    telemetry: ShapeTelemetry | None = None
+    shapes: Mapping[Shape, ShapeTelemetry] = field(default_factory=dict)
+    problem: str = ""  # why request_rps is None ("the rate query returned no series"), for the hold's message
 
     def __post_init__(self) -> None:
         require_aware(self.sampled_at, "ServiceMetrics.sampled_at")

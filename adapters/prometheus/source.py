@@ -1,0 +1,235 @@
+"""`PrometheusMetricsSource`: the loop's `MetricsSource` over Prometheus's HTTP API (prometheus-api-client).
+
+Per service and tick it asks: how fresh the service's series are (`max(timestamp(gauge))`), the request rate, the
+raw request counters (one series per replica, turned into a total that survives replicas coming and going:
+`parse.CounterTotal`), the token rates, the queues, the KV cache and the latency quantiles, for the service and, with
+`metrics.shape_labels`, for each shape. All queries are evaluated at the loop's `now`. A missing request rate (an
+empty answer, NaN, a query that failed for this service alone) gives the service a reading without a rate and with
+the reason, so the loop holds it and says why; Prometheus down or timing out raises `TransientError` from the first
+query that meets it, and every service holds.
+
+`history()` answers a range query of the request-rate query, for the forecasters after a restart. `gpus()` reads the
+DCGM exporter's series, per GPU and per MIG instance, for the efficiency SLOs.
+
+The queries are in `queries.py`, the parsing (pure, table-tested) in `parse.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from adapters.prometheus.parse import (
+    CounterTotal,
+    Reading,
+    Series,
+    error_from_client_message,
+    gpus_from,
+    newest_sample,
+    parse_matrix,
+    parse_vector,
+    single_value,
+    usable,
+)
+from adapters.prometheus.queries import ServiceQueries, dcgm_metrics, dcgm_query
+from autoscaler.config import DcgmField, DcgmMetric, DcgmSettings, MetricSignal, Service
+from autoscaler.errors import AutoscalerError, DataQualityError, TransientError
+from autoscaler.model import GpuTelemetry, ShapeTelemetry
+from autoscaler.ports import RateSample, ServiceMetrics
+from autoscaler.shapes import Shape, parse_shape
+
+S = MetricSignal
+
+
+def error_from_exception(exc: BaseException, *, query: str, url: str, timeout_s: float) -> AutoscalerError:
+    """The project's error for what the client raised: a timeout or a refused connection is transient, an HTTP
+    error answer is mapped by its status (`parse.error_for`)."""
+    if isinstance(exc, PrometheusApiClientException):
+        return error_from_client_message(str(exc), query=query, url=url)
+    if isinstance(exc, requests.Timeout):
+        return TransientError(f"Prometheus at {url} did not answer within {timeout_s:g} s", retry_after_s=5.0)
+    if isinstance(exc, requests.ConnectionError):
+        return TransientError(f"Prometheus at {url} is unreachable ({type(exc).__name__})", retry_after_s=5.0)
+    if isinstance(exc, ValueError):  # a body that is not JSON: a proxy's error page
+        return TransientError(f"Prometheus at {url} answered something that is not JSON", retry_after_s=5.0)
+    if isinstance(exc, requests.RequestException):
+        return TransientError(f"Prometheus at {url}: {type(exc).__name__}: {exc}", retry_after_s=5.0)
+    raise exc
+
+
+class PrometheusMetricsSource:
+    """See the module docstring. `max_age_s` is the staleness bound of an evaluation (a cached answer); the
+    freshness of the series themselves is the loop's `metrics_max_age_s`, applied to `sampled_at`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        headers: Mapping[str, str] | None = None,
+        dcgm: DcgmSettings | None = None,
+        max_age_s: float = 60.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.dcgm = dcgm or DcgmSettings()
+        self.max_age_s = max_age_s
+        # One quick retry of a gateway error; a refused connection fails at once (the loop retries next tick, and a
+        # tick must not wait seconds per query for a Prometheus that is down).
+        retry = Retry(total=1, connect=0, read=0, backoff_factor=0, status_forcelist=(502, 504), raise_on_status=False)
+        # The client hands `timeout` to requests, which takes float seconds; its own hint says int.
+        self._client = PrometheusConnect(
+            url=self.url,
+            headers=dict(headers or {}),
+            retry=retry,
+            timeout=timeout_s,  # type: ignore[arg-type]
+        )
+        self._counters: dict[tuple[str, str], CounterTotal] = {}
+        self._queries: dict[tuple[str, str], ServiceQueries] = {}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"PrometheusMetricsSource({self.url!r}, timeout_s={self.timeout_s:g})"
+
+    # ── transport ───────────────────────────────────────────────────────────────────────────────────────────────
+
+    def _instant(self, query: str, now: datetime) -> tuple[Series, ...]:
+        try:
+            result: Any = self._client.custom_query(query, params={"time": f"{now.timestamp():.3f}"})
+        except Exception as exc:  # translated to the project's errors, or re-raised, below
+            raise error_from_exception(exc, query=query, url=self.url, timeout_s=self.timeout_s) from exc
+        return parse_vector(result, query)
+
+    def _range(self, query: str, start: datetime, end: datetime, step_s: float) -> Any:
+        try:
+            return self._client.custom_query_range(query, start, end, f"{step_s:g}s")
+        except Exception as exc:  # as in _instant
+            raise error_from_exception(exc, query=query, url=self.url, timeout_s=self.timeout_s) from exc
+
+    # ── MetricsSource ───────────────────────────────────────────────────────────────────────────────────────────
+
+    def observe(self, services: Sequence[Service], now: datetime) -> Mapping[str, ServiceMetrics]:
+        out: dict[str, ServiceMetrics] = {}
+        for service in services:
+            out[service.name] = self._observe_service(service, now)
+        return out
+
+    def _queries_of(self, service: Service, shape: str = "") -> ServiceQueries:
+        key = (service.name, shape)
+        queries = self._queries.get(key)
+        if queries is None:
+            labels = service.metrics.shape_labels.get(shape) if shape else None
+            queries = self._queries[key] = ServiceQueries.of(service, labels)
+        return queries
+
+    def _reading(self, query: str, now: datetime) -> Reading:
+        """One signal; a query that fails for this service alone (invalid, not executable) is a missing value with
+        the reason. A transient failure propagates: Prometheus is down for everyone."""
+        try:
+            series = self._instant(query, now)
+        except TransientError:
+            raise
+        except AutoscalerError as exc:
+            return Reading.missing(str(exc))
+        return single_value(series, query=query, now_s=now.timestamp(), max_age_s=self.max_age_s)
+
+    def _observe_service(self, service: Service, now: datetime) -> ServiceMetrics:
+        queries = self._queries_of(service)
+        try:
+            fresh = newest_sample(self._instant(queries.freshness, now), query=queries.freshness)
+        except TransientError:
+            raise
+        except AutoscalerError as exc:
+            fresh = Reading.missing(str(exc))
+        if fresh.value is None:
+            return ServiceMetrics(now, None, problem=fresh.problem)
+        sampled_at = datetime.fromtimestamp(min(fresh.value, now.timestamp()), UTC)
+        rate = self._reading(queries.signals[S.REQUEST_RPS], now)
+        telemetry = self._telemetry(queries, now, rate)
+        shapes: dict[Shape, ShapeTelemetry] = {}
+        for text in service.metrics.shape_labels:
+            shape_queries = self._queries_of(service, text)
+            shape_rate = self._reading(shape_queries.signals[S.REQUEST_RPS], now)
+            shapes[parse_shape(text, service.tensor_parallel_size or 1)] = self._telemetry(
+                shape_queries, now, shape_rate
+            )
+        return ServiceMetrics(
+            sampled_at,
+            rate.value,
+            input_tokens_per_s=self._optional(queries, S.INPUT_TOKENS_PER_S, now),
+            output_tokens_per_s=self._optional(queries, S.OUTPUT_TOKENS_PER_S, now),
+            requests_total=self._requests_total(service, queries, now),
+            telemetry=telemetry,
+            shapes=shapes,
+            problem=rate.problem,
+        )
+
+    def _optional(self, queries: ServiceQueries, signal: MetricSignal, now: datetime) -> float | None:
+        query = queries.signals.get(signal)
+        return None if query is None else self._reading(query, now).value
+
+    def _telemetry(self, queries: ServiceQueries, now: datetime, rate: Reading) -> ShapeTelemetry:
+        replicas = self._optional(queries, S.REPLICAS, now)
+        return ShapeTelemetry(
+            request_rps=rate.value,
+            running=self._optional(queries, S.RUNNING, now),
+            waiting=self._optional(queries, S.WAITING, now),
+            kv_cache_usage=self._optional(queries, S.KV_CACHE_USAGE, now),
+            ttft_p50_s=self._optional(queries, S.TTFT_P50_S, now),
+            ttft_p95_s=self._optional(queries, S.TTFT_P95_S, now),
+            tpot_p50_s=self._optional(queries, S.TPOT_P50_S, now),
+            tpot_p95_s=self._optional(queries, S.TPOT_P95_S, now),
+            replicas=None if replicas is None else round(replicas),
+        )
+
+    def _requests_total(self, service: Service, queries: ServiceQueries, now: datetime) -> float | None:
+        try:
+            series = self._instant(queries.counter, now)
+        except TransientError:
+            raise
+        except AutoscalerError:
+            return None
+        if not series:
+            return None
+        key = (service.name, "")
+        advanced, problem = self._counters.get(key, CounterTotal()).advance(series)
+        if problem:
+            return None
+        self._counters[key] = advanced
+        return advanced.total
+
+    def history(self, service: Service, start: datetime, end: datetime, step_s: float) -> Sequence[RateSample]:
+        query = self._queries_of(service).signals[S.REQUEST_RPS]
+        matrix = parse_matrix(self._range(query, start, end, step_s), query)
+        if not matrix:
+            return []
+        if len(matrix) > 1:
+            raise DataQualityError(
+                f"query {query!r} returned {len(matrix)} series over the range where one is expected"
+            )
+        return [
+            RateSample(datetime.fromtimestamp(at_s, UTC), None if usable(value, what="rate") else value)
+            for at_s, value in matrix[0].points
+        ]
+
+    # ── DCGM ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+    def gpus(self, now: datetime) -> tuple[GpuTelemetry, ...]:
+        """Every GPU and MIG instance the DCGM exporter reports, with its engine activity and framebuffer (in
+        fleetscale's units whatever the exporter's version). Raises as `observe` does."""
+        answers: dict[DcgmField, tuple[DcgmMetric, tuple[Series, ...]]] = {}
+        for field in DcgmField:
+            for metric in dcgm_metrics(self.dcgm, field):
+                series = self._instant(dcgm_query(self.dcgm, metric), now)
+                if series:  # else not under this name: try the next one
+                    answers[field] = (metric, series)
+                    break
+        return gpus_from(answers)
