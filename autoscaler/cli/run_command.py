@@ -1,8 +1,11 @@
 """`fleetscale run`: the control loop in a process, over the metrics source and actuator the flags name.
 
-Today: `--metrics replay` (a trace replayed as live metrics, `autoscaler/sim/trace_source.py`) and `--actuator log`
-(a dry-run fleet that prints each change, `autoscaler/dry_run.py`); the Prometheus, Ray Serve and Kubernetes
-adapters plug in here as they land. `--audit FILE` keeps the audit trail (CloudEvents, JSON Lines), `--state FILE`
+Metrics: `--metrics replay` (a trace replayed as live metrics, `autoscaler/sim/trace_source.py`) or `--metrics
+prometheus --prometheus-url URL` (`adapters/prometheus`, on the real clock). Actuator: `--actuator log` (a dry-run
+fleet that prints each change, `autoscaler/dry_run.py`); the Ray Serve and Kubernetes adapters plug in here as they
+land. `--telemetry-address HOST:PORT` serves fleetscale's own `/metrics`, `/healthz` and `/readyz`
+(`autoscaler/telemetry.py`): on 127.0.0.1:9464 by default with a live metrics source, off for a replay unless
+given; `off` turns it off. `--audit FILE` keeps the audit trail (CloudEvents, JSON Lines), `--state FILE`
 the state across restarts. With `--speed K` a replay runs K times faster than real time, sleeping between ticks;
 it ends with exit 0 when its trace does. SIGTERM and Ctrl-C end it after the tick in progress, state saved.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -39,11 +43,13 @@ from autoscaler.config import Mode
 from autoscaler.dry_run import LogFleet
 from autoscaler.errors import AutoscalerError
 from autoscaler.loop import ControlLoop, TickReport
-from autoscaler.ports import AuditSink
+from autoscaler.ports import AuditSink, MetricsSource
 from autoscaler.sim.trace_source import TraceMetricsSource
 from autoscaler.state_store import FileStateStore
+from autoscaler.telemetry import Health, LoopTelemetry, TelemetryServer
 
-METRICS_SOURCES = ("replay",)
+METRICS_SOURCES = ("replay", "prometheus")
+DEFAULT_TELEMETRY_ADDRESS = "127.0.0.1:9464"
 ACTUATORS = ("log",)
 
 
@@ -75,10 +81,32 @@ def tick_line(report: TickReport, start: datetime) -> list[str]:
     return lines
 
 
+def parse_address(text: str, flag: str) -> tuple[str, int]:
+    """`HOST:PORT` (IPv6 in brackets: `[::1]:9464`) as (host, port); a clear error otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise fail(f"{flag} {text}: expected HOST:PORT (such as 127.0.0.1:9464), or off")
+    return host, int(port)
+
+
 def run_command(
     scenario_file: ScenarioOption,
     metrics: Annotated[str, typer.Option(help=f"Metrics source: {', '.join(METRICS_SOURCES)}.")] = "replay",
     trace: TracesOption = None,
+    prometheus_url: Annotated[
+        str | None, typer.Option(help="Prometheus to read with --metrics prometheus (http://HOST:9090).")
+    ] = None,
+    prometheus_timeout: Annotated[
+        float, typer.Option(help="Seconds a Prometheus query may take before the tick holds.", min=0.1)
+    ] = 5.0,
+    telemetry_address: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Serve /metrics, /healthz and /readyz here (HOST:PORT, or off); default {DEFAULT_TELEMETRY_ADDRESS} "
+            "with a live metrics source, off for a replay."
+        ),
+    ] = None,
     actuator: Annotated[str, typer.Option(help=f"Actuator: {', '.join(ACTUATORS)} (a dry run).")] = "log",
     audit: Annotated[Path | None, typer.Option(help="Audit trail (CloudEvents, JSON Lines), appended to.")] = None,
     audit_url: Annotated[
@@ -109,13 +137,35 @@ def run_command(
         chosen_mode = Mode(mode) if mode is not None else None
     except ValueError:
         raise fail(f"--mode {mode}: unknown (known: {', '.join(m.value for m in Mode)})") from None
+    live = metrics != "replay"
+    if live and prometheus_url is None:
+        raise fail("--metrics prometheus needs --prometheus-url (such as http://127.0.0.1:9090)")
+    if live and speed != 1.0:
+        raise fail(f"--speed {speed:g}: a live metrics source runs in real time (only a replay can be sped up)")
+    if telemetry_address is None:
+        telemetry_address = DEFAULT_TELEMETRY_ADDRESS if live else "off"
+    address = None if telemetry_address == "off" else parse_address(telemetry_address, "--telemetry-address")
     compiled = compile_file(scenario_file)
-    options = TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines)
-    workloads = load_workloads(trace, options, compiled)
 
     start = SystemClock().now().replace(microsecond=0)
-    clock = ScaledClock(start, speed)
-    source = TraceMetricsSource({name: w.requests for name, w in workloads.items()}, start)
+    clock = ScaledClock(start, speed) if not live else SystemClock()
+    source: MetricsSource
+    replay: TraceMetricsSource | None = None
+    closers: list[Callable[[], None]] = []
+    if live:
+        if trace:
+            raise fail("--trace is for --metrics replay; --metrics prometheus reads the live series")
+        from adapters.prometheus import PrometheusMetricsSource  # the composition root wires the adapter
+
+        prometheus = PrometheusMetricsSource(
+            str(prometheus_url), timeout_s=prometheus_timeout, dcgm=compiled.scenario.telemetry.dcgm
+        )
+        source = prometheus
+        closers.append(prometheus.close)
+    else:
+        options = TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines)
+        workloads = load_workloads(trace, options, compiled)
+        source = replay = TraceMetricsSource({name: w.requests for name, w in workloads.items()}, start)
     fleet = LogFleet(lambda line: out.print(f"  {line}", markup=False))
     try:
         trail = AuditFile(audit) if audit is not None else None
@@ -137,11 +187,38 @@ def run_command(
         compiled, clock=clock, metrics=source, inventory=fleet, actuator=fleet, store=store, audit=sink,
         mode=chosen_mode,
     )  # fmt: skip
+    telemetry = LoopTelemetry(compiled)
+    server: TelemetryServer | None = None
+    if address is not None:
+        stale_after_s = 3 * loop.policy.tick_s + 30
+
+        def health() -> Health:
+            report, _ = telemetry.snapshot()
+            if report is None:
+                return Health(True, "starting")
+            age_s = (clock.now() - report.at).total_seconds()
+            if age_s > stale_after_s:
+                return Health(False, f"no tick for {age_s:.0f} s (more than {stale_after_s:g} s)")
+            return Health(True, f"ok: tick {report.number} {age_s:.0f} s ago")
+
+        try:
+            server = TelemetryServer(telemetry, health, *address)
+        except OSError as exc:
+            loop.close()
+            raise fail(
+                f"--telemetry-address {telemetry_address}: cannot listen there ({exc.strerror or exc})"
+            ) from None
+        out.print(f"telemetry: {server.url}/metrics, /healthz, /readyz", markup=False)
     try:
         started = loop.start()
     except AutoscalerError as exc:
         loop.close()
+        if server is not None:
+            server.close()
+        for close in closers:
+            close()
         raise fail(str(exc)) from None
+    telemetry.record_start(started)
     if started.loaded and started.saved_at is not None:
         out.print(f"state: {state} from {started.saved_at:%Y-%m-%d %H:%M:%S} UTC, {loop.ticks} ticks", markup=False)
     for problem in started.problems:
@@ -163,16 +240,22 @@ def run_command(
 
     def on_tick(report: TickReport) -> None:
         nonlocal changes
+        telemetry.record_tick(report)
         changes += len(report.changes())
         for line in tick_line(report, start):
             out.print(line, markup=False)
 
     try:
-        ran = loop.run(stop, on_tick=on_tick, until=lambda report: source.finished(report.at), max_ticks=ticks)
+        until = None if replay is None else (lambda report: replay.finished(report.at))
+        ran = loop.run(stop, on_tick=on_tick, until=until, max_ticks=ticks)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         loop.close()
+        if server is not None:
+            server.close()
+        for close in closers:
+            close()
     why = "stopped" if stop.is_set() else ("trace ended" if ticks is None or ran < ticks else f"{ticks} ticks")
     kept = ", ".join(f"{what} {path}" for what, path in (("audit", audit), ("state", state)) if path is not None)
     out.print(f"run: {why} after {ran} ticks, {changes} changes" + (f"; {kept}" if kept else ""), markup=False)

@@ -120,7 +120,20 @@ def test_a_second_run_starts_from_the_saved_state(head: Path, replayed: tuple[Re
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--metrics", "prometheus"], "--metrics prometheus: unknown (known: replay)"),
+        (["--metrics", "graphite"], "--metrics graphite: unknown (known: replay, prometheus)"),
+        (["--metrics", "prometheus"], "--metrics prometheus needs --prometheus-url (such as http://127.0.0.1:9090)"),
+        (
+            ["--metrics", "prometheus", "--prometheus-url", "http://127.0.0.1:9", "--speed", "10"],
+            "--speed 10: a live metrics source runs in real time (only a replay can be sped up)",
+        ),
+        (
+            ["--metrics", "prometheus", "--prometheus-url", "http://127.0.0.1:9"],
+            "--trace is for --metrics replay; --metrics prometheus reads the live series",
+        ),
+        (
+            ["--telemetry-address", "9464"],
+            "--telemetry-address 9464: expected HOST:PORT (such as 127.0.0.1:9464), or off",
+        ),
         (["--actuator", "kubernetes"], "--actuator kubernetes: unknown (known: log)"),
         (["--mode", "yolo"], "--mode yolo: unknown (known: observe, recommend, apply)"),
         (["--speed", "0"], "--speed 0: must be a number > 0 (1: real time)"),
