@@ -256,6 +256,8 @@ def run_command(
             server.close()
         for close in closers:
             close()
-    why = "stopped" if stop.is_set() else ("trace ended" if ticks is None or ran < ticks else f"{ticks} ticks")
+    why = (
+        "stopped" if stop.is_set() else ("trace ended" if ticks is None or ran < ticks else f"--ticks {ticks} reached")
+    )
     kept = ", ".join(f"{what} {path}" for what, path in (("audit", audit), ("state", state)) if path is not None)
     out.print(f"run: {why} after {ran} ticks, {changes} changes" + (f"; {kept}" if kept else ""), markup=False)
