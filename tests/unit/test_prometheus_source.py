@@ -40,10 +40,10 @@ class CannedClient:
 
     def custom_query(self, query: str, params: dict[str, Any] | None = None) -> Any:
         self.asked.append(query)
-        answer = self.answers.get(query, list(self.default))
+        answer = self.answers.get(query, self.default)
         if isinstance(answer, BaseException):
             raise answer
-        return answer(params) if callable(answer) else answer
+        return answer(params) if callable(answer) else list(answer)
 
     def custom_query_range(self, query: str, start: datetime, end: datetime, step: str) -> Any:
         answer = self.answers[("range", query)]
@@ -55,9 +55,9 @@ class CannedClient:
         pass
 
 
-def source_with(answers: Mapping[Any, Any]) -> tuple[PrometheusMetricsSource, CannedClient]:
+def source_with(answers: Mapping[Any, Any], default: Any = ()) -> tuple[PrometheusMetricsSource, CannedClient]:
     source = PrometheusMetricsSource("http://127.0.0.1:9")
-    client = CannedClient(answers)
+    client = CannedClient(answers, default)
     source._client = client  # type: ignore[assignment]
     return source, client
 
@@ -117,10 +117,13 @@ def test_no_series_at_all_holds_with_the_reason() -> None:
 def test_prometheus_down_or_timing_out_raises_transient_at_the_first_query() -> None:
     svc = service()
     for failure in (requests.ConnectionError("refused"), requests.ReadTimeout("slow")):
-        source, client = source_with({ServiceQueries.of(svc).freshness: failure})
+        source, client = source_with({}, default=failure)
+        services = [svc, *(service(f"s{i}") for i in range(20))]
         with pytest.raises(TransientError):
-            source.observe([svc, service("code")], NOW)
-        assert len(client.asked) == 1  # no second query to a Prometheus that is down
+            source.observe(services, NOW)
+        # Each service's read stops at its first query (its freshness); those not yet started are not asked at all.
+        assert len(client.asked) <= len(services)
+        assert all(q.startswith("max(timestamp(") for q in client.asked)
 
 
 def test_an_invalid_override_holds_that_service_only() -> None:
@@ -171,3 +174,13 @@ def test_history_is_the_rate_query_over_a_range() -> None:
     samples = source.history(svc, NOW - timedelta(seconds=30), NOW, 15.0)
     assert [s.request_rps for s in samples] == [1.0, None, 3.0]
     assert samples[-1].at == NOW
+
+
+def test_many_services_are_read_concurrently_each_with_its_own_answers() -> None:
+    services = [service(f"s{i}") for i in range(12)]
+    answers: dict[Any, Any] = {}
+    for i, svc in enumerate(services):
+        answers.update(healthy(svc, rate=str(i + 1)))
+    source, _ = source_with(answers)
+    readings = source.observe(services, NOW)
+    assert [readings[f"s{i}"].request_rps for i in range(12)] == [float(i + 1) for i in range(12)]
