@@ -509,6 +509,38 @@ def _default_quantiles() -> dict[Tier, float]:
     return {Tier.CRITICAL: 0.99, Tier.STANDARD: 0.9, Tier.BEST_EFFORT: 0.5}
 
 
+class CapacityCorrectionPolicy(_Strict):
+    """How the loop corrects a profile by the latencies it observes (autoscaler/correction.py)."""
+
+    enabled: bool = Field(default=True, description="Whether observed latencies correct the replicas' capacity.")
+    min_factor: float = Field(
+        default=0.5, gt=0, le=1, description="The lowest capacity factor: replicas at most this much slower."
+    )
+    max_factor: float = Field(
+        default=1.5, ge=1, description="The highest capacity factor: replicas at most this much faster."
+    )
+    min_requests: float = Field(
+        default=200.0,
+        ge=1,
+        description="Requests the window behind the observed quantiles must hold before they count (a p95 of a "
+        "few requests is noise).",
+    )
+    half_life_s: float = Field(
+        default=300.0, gt=0, description="Half-life of the evidence in the estimate: how fast it follows."
+    )
+    decay_half_life_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Without evidence the correction returns toward 1 with this half-life (the profile regains its "
+        "say).",
+    )
+    max_step_ratio: float = Field(
+        default=1.25,
+        gt=1,
+        description="The most one tick may move a latency ratio (a factor): one wild quantile cannot throw it.",
+    )
+
+
 class Policy(_Strict):
     """How the control loop behaves: timing, forecast quantiles, stabilization and rate limits."""
 
@@ -562,6 +594,10 @@ class Policy(_Strict):
         ge=0,
         description="Half-life of the observed prompt and answer lengths that sizing uses: one minute's mean is a "
         "noisy sample, and capacity is sensitive to it (0: the last tick's means alone).",
+    )
+    capacity_correction: CapacityCorrectionPolicy = Field(
+        default_factory=CapacityCorrectionPolicy,
+        description="Correction of the profiles' capacity by the latencies the replicas report.",
     )
     shape_switch_min_savings_ratio: float = Field(
         default=0.1,

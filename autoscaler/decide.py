@@ -21,10 +21,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from autoscaler.budget import BudgetCap, BudgetInput, BudgetOutcome, apply_budget, effective_cap
-from autoscaler.capacity import TokenMix
+from autoscaler.capacity import LatencySlo, TokenMix
 from autoscaler.compiled import CompiledScenario, ServicePlan
 from autoscaler.config import Mode, Policy, Service
+from autoscaler.correction import update_correction
 from autoscaler.model import (
+    CapacityCorrection,
     Constraint,
     Decision,
     Observation,
@@ -75,6 +77,11 @@ class _Work:
     budget: BudgetOutcome | None = None
     replicas: int = 0  # the budget stage's count of the chosen shape (what enforce_cap never gives back below)
     trace: list[StageTrace] = field(default_factory=list)
+    corrections: dict[Shape, CapacityCorrection] = field(default_factory=dict)  # this tick's, per shape
+
+    @property
+    def factors(self) -> dict[Shape, float]:
+        return {shape: c.factor for shape, c in self.corrections.items()}
 
     @property
     def service(self) -> Service:
@@ -117,6 +124,7 @@ def decide(
         for name, plan in config.plans.items()
     ]
     for work in works:
+        _correct(work, config, state.services.get(work.service.name), now_s)
         _size(work, config)
     cap = _budget(works, observation, now, config)
     outcomes, inputs = _stabilize(works, state, config, now_s, cap)
@@ -225,6 +233,41 @@ def _unusable(observed: ServiceObservation, now_s: float, policy: Policy) -> tup
 # ── 2. size ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
+def _correct(work: _Work, config: CompiledScenario, previous: ServiceState | None, now_s: float) -> None:
+    """Each shape's capacity correction after this tick's latencies (`autoscaler/correction.py`): shapes that
+    report learn, the others decay toward their profile. A service that holds learns nothing from its metrics."""
+    policy = config.scenario.policy
+    settings = policy.capacity_correction
+    if not settings.enabled:
+        return
+    service = work.service
+    slo = LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s, service.slo.quantile)
+    telemetry = {} if work.demand.hold is not None else work.observed.telemetry
+    known = dict(previous.corrections) if previous is not None else {}
+    for shape in {*known, *telemetry}:
+        candidate = work.plan.candidate(shape)
+        if candidate is None or candidate.profile is None:
+            continue
+        replicas = work.observed.replicas.get(shape)
+        seen = telemetry.get(shape)
+        ready = replicas.ready if replicas is not None else 0
+        if seen is not None and seen.replicas is not None and seen.replicas > 0:
+            ready = seen.replicas
+        work.corrections[shape] = update_correction(
+            known.get(shape),
+            seen,
+            replicas=ready,
+            profile=candidate.profile,
+            slo=slo,
+            mix=work.demand.mix,
+            routing=service.routing,
+            window_s=service.metrics.rate_window_s,
+            tick_s=policy.tick_s,
+            now_s=now_s,
+            policy=settings,
+        )
+
+
 def _primary_shape(current: Mapping[Shape, int]) -> Shape | None:
     if not current:
         return None
@@ -239,15 +282,24 @@ def _size(work: _Work, config: CompiledScenario) -> None:
         work.trace.append(StageTrace(Stage.SIZE, work.demand.hold, "not sized: holding"))
         return
     sizing = size_service(
-        work.plan, work.demand.rps, work.demand.mix, current_shape, policy.shape_switch_min_savings_ratio
+        work.plan,
+        work.demand.rps,
+        work.demand.mix,
+        current_shape,
+        policy.shape_switch_min_savings_ratio,
+        factors=work.factors,
     )
     work.sizing = sizing
     chosen = sizing.chosen
+    message = sizing.message
+    correction = work.corrections.get(chosen.shape) if chosen is not None else None
+    if correction is not None and (correction.factor != 1.0 or correction.evidence is not None):
+        message += f" ({correction.sentence(work.service.name, str(chosen.shape if chosen else ''))})"
     work.trace.append(
         StageTrace(
             Stage.SIZE,
             sizing.reason,
-            sizing.message,
+            message,
             replicas=chosen.replicas if chosen is not None else 0,
             shape=chosen.shape if chosen is not None else None,
             binding=sizing.binding,
@@ -267,7 +319,7 @@ def _held_sizing(work: _Work, shape: Shape | None) -> Sizing:
         count = existing[shape]
     chosen = None
     if candidate is not None:
-        base = evaluate(candidate, work.plan, 0.0, work.demand.mix)
+        base = evaluate(candidate, work.plan, 0.0, work.demand.mix, work.factors.get(candidate.shape, 1.0))
         chosen = Option(candidate, base.capacity, count, count * candidate.price_usd_per_h, True)
     hold = work.demand.hold or Reason.STEADY
     return Sizing(0.0, work.demand.mix, chosen, (), hold, _BINDING_OF.get(hold, Constraint.MIN_REPLICAS), "held", None)
@@ -292,10 +344,15 @@ def _budget(works: list[_Work], observation: Observation, now: datetime, config:
         assert work.sizing is not None
         plan, demand = work.plan, work.demand
 
-        def fallback(option: Option, plan: ServicePlan = plan, demand: Demand = demand) -> Option | None:
+        def fallback(
+            option: Option,
+            plan: ServicePlan = plan,
+            demand: Demand = demand,
+            factors: dict[Shape, float] = work.factors,
+        ) -> Option | None:
             if demand.hold is not None or demand.fallback_rps >= demand.rps:
                 return None
-            return evaluate(option.candidate, plan, demand.fallback_rps, demand.mix)
+            return evaluate(option.candidate, plan, demand.fallback_rps, demand.mix, factors.get(option.shape, 1.0))
 
         items.append(
             BudgetInput(work.service.name, work.service.tier, work.service.min_replicas, work.sizing, fallback)
@@ -485,11 +542,16 @@ def _assemble(
                 hold=reason.holds,
                 forecast_model=work.demand.model,
                 current_cost_usd_per_h=current_cost,
+                corrections=dict(work.corrections),
             )
         )
     estimates = {work.service.name: work.demand.mix_estimate for work in works}
+    corrections = {work.service.name: work.corrections for work in works}
     new_state = PolicyState(
-        {name: replace(outcome.state, mix=estimates.get(name)) for name, outcome in outcomes.items()}
+        {
+            name: replace(outcome.state, mix=estimates.get(name), corrections=corrections.get(name, {}))
+            for name, outcome in outcomes.items()
+        }
     )
     decision = Decision(
         at=now,

@@ -138,6 +138,15 @@ def intent_data(
             "source": service.demand_source,
         },
         "capacity_rps_per_replica": service.capacity_rps_per_replica,
+        "capacity_corrections": {
+            str(shape): {
+                "factor": c.factor,
+                "ttft_slowdown": c.ttft_ratio,
+                "tpot_slowdown": c.tpot_ratio,
+                "explanation": c.sentence(service.service, str(shape)),
+            }
+            for shape, c in service.corrections.items()
+        },
         "cost_usd_per_h": service.cost_usd_per_h,
         "current_cost_usd_per_h": service.current_cost_usd_per_h,
         "fleet_cost_usd_per_h": decision.cost_usd_per_h,

@@ -17,7 +17,8 @@ less than 130 / 8 = 16.25 req/s each when there are 8) -> 9 replicas, 9 x $6.88 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from autoscaler.capacity import Capacity, LatencySlo, TokenMix, pooled_capacity
 from autoscaler.compiled import Candidate, ServicePlan
@@ -60,8 +61,10 @@ class Sizing:
     rejected: Alternative | None
 
 
-def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: TokenMix) -> Option:
-    """How many replicas of `candidate` the demand needs, and whether that is feasible."""
+def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: TokenMix, factor: float = 1.0) -> Option:
+    """How many replicas of `candidate` the demand needs, and whether that is feasible. `factor` corrects each
+    replica's capacity by what its latencies showed (`autoscaler/correction.py`): n replicas of capacity C(n)
+    serve n x C(n) x factor."""
     service = plan.service
     if candidate.profile is None:
         return Option(candidate, None, 0, math.inf, False, candidate.rejected)
@@ -70,9 +73,11 @@ def evaluate(candidate: Candidate, plan: ServicePlan, demand_rps: float, mix: To
     single = pool.at(1)
     if single.rps <= 0:
         return Option(candidate, single, 0, math.inf, False, f"cannot meet the SLO at any load: {single.reason}")
-    needed = pool.replicas_for(demand_rps)
+    needed = pool.replicas_for(demand_rps / factor)
     replicas = max(service.min_replicas, needed)
     capacity = pool.at(replicas)
+    if factor != 1.0:
+        capacity = replace(capacity, rps=capacity.rps * factor)
     if replicas > service.max_replicas:
         return Option(
             candidate,
@@ -92,13 +97,16 @@ def size_service(
     current_shape: Shape | None,
     switch_savings_ratio: float,
     only_shape: Shape | None = None,
+    factors: Mapping[Shape, float] | None = None,
 ) -> Sizing:
-    """Pick the shape and replica count for `demand_rps` (see the module docstring)."""
+    """Pick the shape and replica count for `demand_rps` (see the module docstring); `factors` are the capacity
+    corrections per shape (1 where none)."""
     service = plan.service
     candidates = plan.candidates
     if only_shape is not None:
         candidates = tuple(c for c in candidates if c.shape == only_shape) or candidates
-    options = tuple(evaluate(c, plan, demand_rps, mix) for c in candidates)
+    factors = factors or {}
+    options = tuple(evaluate(c, plan, demand_rps, mix, factors.get(c.shape, 1.0)) for c in candidates)
     feasible = sorted(
         (o for o in options if o.feasible),
         key=lambda o: (o.cost_usd_per_h, o.shape != current_shape, o.candidate.gpu_share, str(o.shape)),

@@ -6,9 +6,12 @@ The document (format version 1):
     {"format": "fleetscale.state", "version": 1, "saved_at": "2026-01-05T09:00:15Z", "ticks": 42,
      "policy": {"services": {"chat": {"first_seen_s": ..., "recommendations": [[t, n], ...],
                 "last_scale_down_s": null, "applied": {"H100-80GB": 4}, "requested": {"H100-80GB": 4},
-                "mix": {"mean_input_tokens": ..., "mean_output_tokens": ..., "requests": ..., "at_s": ...}}}},
+                "mix": {"mean_input_tokens": ..., "mean_output_tokens": ..., "requests": ..., "at_s": ...},
+                "corrections": {"H100-80GB": {"factor": 0.82, "log_ttft_ratio": ..., "log_tpot_ratio": ...,
+                                "updated_s": ...}}}}},
      "forecasters": {"chat": {...}}}
 
+Keys added since version 1 (`corrections`) are optional: a document without them reads as before.
 A document of another version is refused (`DataQualityError` naming the file and the version), never read as an
 empty state: a silent reset would restart every scale-down window and forget what fleetscale applied, which the
 next tick would then take for another writer. `FileStateStore.save` writes a temporary file beside the target,
@@ -28,7 +31,7 @@ from typing import Any
 
 from autoscaler.capacity import TokenMix
 from autoscaler.errors import DataQualityError, TransientError
-from autoscaler.model import PolicyState, ServiceState, require_aware
+from autoscaler.model import CapacityCorrection, PolicyState, ServiceState, require_aware
 from autoscaler.ports import StoredState
 from autoscaler.shapes import Shape, parse_shape
 from autoscaler.token_mix import MixEstimate
@@ -94,6 +97,15 @@ def _encode_service(state: ServiceState) -> dict[str, Any]:
             "requests": mix.requests,
             "at_s": mix.at_s,
         },
+        "corrections": {
+            str(shape): {
+                "factor": c.factor,
+                "log_ttft_ratio": c.log_ttft_ratio,
+                "log_tpot_ratio": c.log_tpot_ratio,
+                "updated_s": c.updated_s,
+            }
+            for shape, c in state.corrections.items()
+        },
     }
 
 
@@ -113,6 +125,15 @@ def _decode_service(value: Mapping[str, Any]) -> ServiceState:
             float(mix["requests"]),
             float(mix["at_s"]),
         ),
+        corrections={
+            parse_shape(text): CapacityCorrection(
+                factor=float(c["factor"]),
+                log_ttft_ratio=float(c["log_ttft_ratio"]),
+                log_tpot_ratio=float(c["log_tpot_ratio"]),
+                updated_s=None if c.get("updated_s") is None else float(c["updated_s"]),
+            )
+            for text, c in value.get("corrections", {}).items()
+        },
     )
 
 

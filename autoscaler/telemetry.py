@@ -13,6 +13,7 @@ tick-time histogram accumulate.
 | fleetscale_predicted_demand_rps | service | the demand sized for (the quantile below) |
 | fleetscale_demand_quantile | service | the forecast quantile the service's tier is sized at |
 | fleetscale_capacity_rps_per_replica | service | capacity at SLO of one replica of the chosen shape |
+| fleetscale_capacity_correction | service, shape | the profile's capacity factor from observed latencies |
 | fleetscale_slo_at_risk | service, slo | 1 while the decision says that SLO is at risk |
 | fleetscale_decision_reason | service, reason, binding | 1 for the reason and binding constraint of the last decision |
 | fleetscale_cost_usd_per_hour, fleetscale_current_cost_usd_per_hour | | spend rate of the target, of now |
@@ -96,6 +97,11 @@ class _DecisionCollector(Collector):
         capacity = GaugeMetricFamily(
             "fleetscale_capacity_rps_per_replica", "Capacity at SLO of one replica, req/s", labels=["service"]
         )
+        correction = GaugeMetricFamily(
+            "fleetscale_capacity_correction",
+            "Factor on the profile's capacity from observed latencies (1: as the profile says)",
+            labels=["service", "shape"],
+        )
         at_risk = GaugeMetricFamily("fleetscale_slo_at_risk", "1 while the SLO is at risk", labels=["service", "slo"])
         reason = GaugeMetricFamily(
             "fleetscale_decision_reason",
@@ -109,11 +115,13 @@ class _DecisionCollector(Collector):
             demand.add_metric([s.service], s.predicted_demand_rps)
             quantile.add_metric([s.service], quantiles[tiers[s.service]])
             capacity.add_metric([s.service], s.capacity_rps_per_replica)
+            for shape, c in s.corrections.items():
+                correction.add_metric([s.service, str(shape)], c.factor)
             for slo in s.slo_at_risk:
                 at_risk.add_metric([s.service, slo], 1)
             reason.add_metric([s.service, s.reason.value, s.binding_constraint.value], 1)
         yield from families.values()
-        yield from (demand, quantile, capacity, at_risk, reason)
+        yield from (demand, quantile, capacity, correction, at_risk, reason)
 
     def _fleet(self, report: TickReport) -> Iterator[Metric]:
         decision = report.decision
