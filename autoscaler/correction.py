@@ -11,7 +11,9 @@ request rate over its replicas, the current token mix, the router's smoothing):
   step whose fixed point is the s that explains the observation (at low load, where L0 hardly moves with the load,
   it is the plain ratio of observed to predicted);
 - it counts only when the window behind the quantiles holds `min_requests` requests (a p95 of a dozen requests is
-  noise) and the model predicts a stable replica at that load;
+  noise), when the replicas serving have not changed for that window (the quantiles of a window in which the fleet
+  grew mix the latencies of fewer replicas into a load spread over more, and would overstate the slowdown), and
+  when the model predicts a stable replica at that load;
 - it moves the estimate as an exponentially weighted mean of log-ratios, with weight 1 - 2^(-tick / half_life_s),
   each tick's move clipped to a factor of `max_step_ratio`, so that one wild quantile cannot throw it;
 - without evidence (no telemetry, too few requests) the log-ratios decay toward 0 (s = 1) with `decay_half_life_s`:
@@ -23,7 +25,7 @@ arrival rate, so their capacity at SLO is C0(SLO / s) / s, and the factor is tha
 [`min_factor`, `max_factor`]. Sizing multiplies each replica's capacity by it.
 
 Pure: state in (`CapacityCorrection`, carried in `ServiceState.corrections`), state out. Loads and ratios are
-rounded to two significant digits before the model is asked (its answers are cached), so that a steady fleet does
+rounded to three significant digits before the model is asked (its answers are cached), so that a steady fleet does
 not pay a capacity search every tick.
 """
 
@@ -38,11 +40,9 @@ from autoscaler.config import CapacityCorrectionPolicy
 from autoscaler.model import CapacityCorrection, Evidence, ShapeTelemetry, usable_metric
 from autoscaler.perf import ReplicaProfile
 
-_RATIO_DIGITS = 2  # ratios are rounded before the capacity search, so that a steady estimate reuses its capacity
-
 
 def _round(x: float) -> float:
-    return float(f"{x:.2g}")
+    return float(f"{x:.3g}")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -95,8 +95,15 @@ def update_correction(
 ) -> CapacityCorrection:
     """This tick's correction of one shape (see the module docstring)."""
     current = previous or CapacityCorrection()
-    evidence = _evidence(telemetry, replicas, profile, mix, routing, window_s, policy.min_requests)
-    if evidence is None:
+    since_s = current.replicas_since_s
+    if since_s is None or replicas != current.replicas:
+        since_s = now_s
+    settled = now_s - since_s >= window_s
+    evidence = _evidence(telemetry, replicas, profile, mix, routing, window_s, policy.min_requests) if settled else None
+    if not settled:  # the fleet changed within the window: wait for evidence of one fleet, learning nothing
+        log_ttft, log_tpot = current.log_ttft_ratio, current.log_tpot_ratio
+        evidence = current.evidence
+    elif evidence is None:
         decay = 2.0 ** (-tick_s / policy.decay_half_life_s)
         log_ttft, log_tpot = current.log_ttft_ratio * decay, current.log_tpot_ratio * decay
     else:
@@ -116,7 +123,14 @@ def update_correction(
     factor = capacity_factor(profile, slo, mix, max(replicas, 1), routing, slowdown) if slowdown != 1.0 else 1.0
     factor = max(policy.min_factor, min(policy.max_factor, factor))
     return replace(
-        current, factor=factor, log_ttft_ratio=log_ttft, log_tpot_ratio=log_tpot, updated_s=now_s, evidence=evidence
+        current,
+        factor=factor,
+        log_ttft_ratio=log_ttft,
+        log_tpot_ratio=log_tpot,
+        updated_s=now_s,
+        evidence=evidence,
+        replicas=replicas,
+        replicas_since_s=since_s,
     )
 
 

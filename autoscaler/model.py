@@ -318,6 +318,8 @@ class CapacityCorrection:
     log_tpot_ratio: float = 0.0
     updated_s: float | None = None
     evidence: Evidence | None = None
+    replicas: int = 0  # the replicas serving when it last looked, and since when (evidence needs a settled fleet)
+    replicas_since_s: float | None = None
 
     @property
     def ttft_ratio(self) -> float:

@@ -103,6 +103,8 @@ def _encode_service(state: ServiceState) -> dict[str, Any]:
                 "log_ttft_ratio": c.log_ttft_ratio,
                 "log_tpot_ratio": c.log_tpot_ratio,
                 "updated_s": c.updated_s,
+                "replicas": c.replicas,
+                "replicas_since_s": c.replicas_since_s,
             }
             for shape, c in state.corrections.items()
         },
@@ -131,6 +133,8 @@ def _decode_service(value: Mapping[str, Any]) -> ServiceState:
                 log_ttft_ratio=float(c["log_ttft_ratio"]),
                 log_tpot_ratio=float(c["log_tpot_ratio"]),
                 updated_s=None if c.get("updated_s") is None else float(c["updated_s"]),
+                replicas=int(c.get("replicas", 0)),
+                replicas_since_s=None if c.get("replicas_since_s") is None else float(c["replicas_since_s"]),
             )
             for text, c in value.get("corrections", {}).items()
         },

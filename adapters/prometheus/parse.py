@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from autoscaler.config import DcgmField, DcgmMetric
@@ -171,23 +171,31 @@ def newest_sample(series: Sequence[Series], *, query: str) -> Reading:
 # ── counters ─────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
+RETIRED_KEEP_S = 3600.0  # how long a series that went away is remembered, should it come back
+
+
 @dataclass(frozen=True, slots=True)
 class CounterTotal:
     """A request counter summed over a service's replicas that never goes down, built tick by tick from the raw
     per-replica counters (one series per replica, engine and finish reason).
 
-    Between two readings each series adds its increase; a series whose value went down was reset (its replica
-    restarted) and adds its new value, as Prometheus's `increase()` counts a reset; a series seen for the first time
-    adds nothing (its count began before fleetscale looked); a series that is gone adds nothing (its replica was
-    removed, which is not a reset of the total). So scaling in and out never looks like a reset to the loop, and
-    the increase from tick to tick is exactly the requests the replicas finished.
+    Between two readings each series adds its increase. A series whose value went down was reset (its replica
+    restarted) and adds its new value, as Prometheus's `increase()` counts a reset. A series that appears after the
+    first reading belongs to a replica started since (counters start at 0 with their process) and adds its value;
+    one that was seen before, went away and came back (a missed scrape) adds only its increase since it was last
+    seen. At the first reading every series only sets the origin (their counts began before fleetscale looked). A
+    series that is gone adds nothing (its replica was removed, which is not a reset of the total). So scaling in and
+    out never looks like a reset to the loop, and the increase from tick to tick is the requests the replicas
+    finished in between.
     """
 
     total: float = 0.0
     last: Mapping[Labels, float] | None = None  # None: never read
+    retired: Mapping[Labels, tuple[float, float]] = field(default_factory=dict)  # labels -> (last value, gone at)
 
-    def advance(self, series: Sequence[Series]) -> tuple[CounterTotal, str]:
-        """The total after this reading, and a problem (a value that is not a count: the reading is skipped)."""
+    def advance(self, series: Sequence[Series], now_s: float = 0.0) -> tuple[CounterTotal, str]:
+        """The total after this reading at `now_s`, and a problem (a value that is not a count: the reading is
+        skipped)."""
         values: dict[Labels, float] = {}
         for s in series:
             problem = usable(s.value, what=f"the request counter {dict(s.labels)}")
@@ -199,10 +207,21 @@ class CounterTotal:
         added = 0.0
         for labels, value in values.items():
             before = self.last.get(labels)
+            if before is None and labels in self.retired:
+                before = self.retired[labels][0]
             if before is None:
-                continue
-            added += value - before if value >= before else value
-        return CounterTotal(self.total + added, values), ""
+                added += value  # a replica started since the last reading
+            else:
+                added += value - before if value >= before else value
+        retired = {
+            labels: kept
+            for labels, kept in self.retired.items()
+            if labels not in values and now_s - kept[1] <= RETIRED_KEEP_S
+        }
+        for labels, value in self.last.items():
+            if labels not in values:
+                retired[labels] = (value, now_s)
+        return CounterTotal(self.total + added, values, retired), ""
 
 
 # ── DCGM ─────────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -220,13 +239,13 @@ def gpus_from(answers: Mapping[DcgmField, tuple[DcgmMetric, Sequence[Series]]]) 
     """
     values: dict[tuple[str, ...], dict[DcgmField, float]] = {}
     labels_of: dict[tuple[str, ...], dict[str, str]] = {}
-    for field, (metric, series) in answers.items():
+    for dcgm_field, (metric, series) in answers.items():
         for s in series:
             labels = dict(s.labels)
             key = tuple(labels.get(name, "") for name in DCGM_INSTANCE_LABELS)
             labels_of.setdefault(key, labels)
             if not usable(s.value, what=metric.metric):
-                values.setdefault(key, {})[field] = s.value * metric.unit.to_base
+                values.setdefault(key, {})[dcgm_field] = s.value * metric.unit.to_base
     out = []
     for key, labels in labels_of.items():
         fields = values.get(key, {})

@@ -48,17 +48,22 @@ def _quantile_of_either(q: float, new: str, old: str) -> str:
     )
 
 
+def _live(function: str, metric: str) -> str:
+    """`function(metric[$window])` of the series still exported: a replica that is gone leaves its samples in the
+    window, and its rate would be counted beside the rate of the replicas that took over its load (the
+    oscillation of llm-d-autoscaling #368). When a series or its target disappears Prometheus marks it stale, and
+    the instant selector no longer returns it, so `and metric` keeps only the live ones."""
+    return f"({function}({metric}{{$selector}}[$window]) and {metric}{{$selector}})"
+
+
 def _finishes_plus_queue_growth(finished_counter: str, waiting_gauge: str) -> str:
-    return (
-        f"clamp_min(sum(rate({finished_counter}{{$selector}}[$window])) "
-        f"+ (sum(deriv({waiting_gauge}{{$selector}}[$window])) or vector(0)), 0)"
-    )
+    return f"clamp_min(sum{_live('rate', finished_counter)} + (sum{_live('deriv', waiting_gauge)} or vector(0)), 0)"
 
 
 VLLM: Mapping[MetricSignal, str] = {
     S.REQUEST_RPS: _finishes_plus_queue_growth("vllm:request_success_total", "vllm:num_requests_waiting"),
-    S.INPUT_TOKENS_PER_S: "sum(rate(vllm:prompt_tokens_total{$selector}[$window]))",
-    S.OUTPUT_TOKENS_PER_S: "sum(rate(vllm:generation_tokens_total{$selector}[$window]))",
+    S.INPUT_TOKENS_PER_S: "sum" + _live("rate", "vllm:prompt_tokens_total"),
+    S.OUTPUT_TOKENS_PER_S: "sum" + _live("rate", "vllm:generation_tokens_total"),
     S.RUNNING: "sum(vllm:num_requests_running{$selector})",
     S.WAITING: "sum(vllm:num_requests_waiting{$selector})",
     # kv_cache_usage_perc is a 0-1 fraction despite its name; gpu_cache_usage_perc was deprecated in 0.9.2.
@@ -78,8 +83,8 @@ VLLM: Mapping[MetricSignal, str] = {
 SGLANG: Mapping[MetricSignal, str] = {
     # A request is counted by its end-to-end latency histogram when it finishes.
     S.REQUEST_RPS: _finishes_plus_queue_growth("sglang:e2e_request_latency_seconds_count", "sglang:num_queue_reqs"),
-    S.INPUT_TOKENS_PER_S: "sum(rate(sglang:prompt_tokens_total{$selector}[$window]))",
-    S.OUTPUT_TOKENS_PER_S: "sum(rate(sglang:generation_tokens_total{$selector}[$window]))",
+    S.INPUT_TOKENS_PER_S: "sum" + _live("rate", "sglang:prompt_tokens_total"),
+    S.OUTPUT_TOKENS_PER_S: "sum" + _live("rate", "sglang:generation_tokens_total"),
     S.RUNNING: "sum(sglang:num_running_reqs{$selector})",
     S.WAITING: "sum(sglang:num_queue_reqs{$selector})",
     S.KV_CACHE_USAGE: "avg(sglang:token_usage{$selector})",
@@ -97,8 +102,9 @@ SGLANG: Mapping[MetricSignal, str] = {
 # Ray Serve counts requests at the replica and knows no tokens, KV cache or first-token time: those signals are
 # not reported (a scenario that exports them from the engine inside the replica names its queries).
 RAY_SERVE: Mapping[MetricSignal, str] = {
-    S.REQUEST_RPS: "clamp_min(sum(rate(ray_serve_deployment_request_counter_total{$selector}[$window])) "
-    "+ (sum(deriv(ray_serve_deployment_queued_queries{$selector}[$window])) or vector(0)), 0)",
+    S.REQUEST_RPS: _finishes_plus_queue_growth(
+        "ray_serve_deployment_request_counter_total", "ray_serve_deployment_queued_queries"
+    ),
     S.RUNNING: "sum(ray_serve_replica_processing_queries{$selector})",
     S.WAITING: "sum(ray_serve_deployment_queued_queries{$selector})",
     S.REPLICAS: "sum(ray_serve_deployment_replica_healthy{$selector})",

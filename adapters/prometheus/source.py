@@ -212,7 +212,7 @@ class PrometheusMetricsSource:
         if not series:
             return None
         key = (service.name, "")
-        advanced, problem = self._counters.get(key, CounterTotal()).advance(series)
+        advanced, problem = self._counters.get(key, CounterTotal()).advance(series, now.timestamp())
         if problem:
             return None
         self._counters[key] = advanced
@@ -227,9 +227,14 @@ class PrometheusMetricsSource:
             raise DataQualityError(
                 f"query {query!r} returned {len(matrix)} series over the range where one is expected"
             )
+        points = matrix[0].points
+        # The first window of a series rests on part of a window (its first samples), and rate() reads low there: a
+        # forecaster refilled with it would see a ramp that never was, and a trend in it.
+        settled_s = points[0][0] + service.metrics.rate_window_s if points else 0.0
         return [
             RateSample(datetime.fromtimestamp(at_s, UTC), None if usable(value, what="rate") else value)
-            for at_s, value in matrix[0].points
+            for at_s, value in points
+            if at_s >= settled_s
         ]
 
     # ── DCGM ────────────────────────────────────────────────────────────────────────────────────────────────────

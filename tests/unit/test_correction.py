@@ -68,10 +68,11 @@ def run(
     policy: CapacityCorrectionPolicy = POLICY,
 ) -> CapacityCorrection:
     correction = start
+    t0 = 0.0 if start is None or start.updated_s is None else start.updated_s + 15.0  # time goes on from `start`
     for i in range(ticks):
         correction = update_correction(
             correction, telemetry, replicas=replicas, profile=profile, slo=SLO, mix=MIX,
-            routing=Routing.LEAST_LOADED, window_s=60.0, tick_s=15.0, now_s=i * 15.0, policy=policy,
+            routing=Routing.LEAST_LOADED, window_s=60.0, tick_s=15.0, now_s=t0 + i * 15.0, policy=policy,
         )  # fmt: skip
     assert correction is not None
     return correction
@@ -102,7 +103,20 @@ def test_much_slower_replicas_are_bounded(profile: ReplicaProfile) -> None:
 
 def test_too_few_requests_move_nothing(profile: ReplicaProfile) -> None:
     few = slower(profile, 2.0, 3.0, 4)  # 3 req/s x 60 s = 180 requests < 200
-    assert run(profile, few, ticks=50) == CapacityCorrection(factor=1.0, updated_s=49 * 15.0)
+    still = run(profile, few, ticks=50)
+    assert (still.factor, still.log_ttft_ratio, still.log_tpot_ratio, still.evidence) == (1.0, 0.0, 0.0, None)
+
+
+def test_evidence_waits_for_the_fleet_to_settle_for_a_window(profile: ReplicaProfile) -> None:
+    # Evidence counts once the replicas serving have stayed the same for the 60 s window behind the quantiles.
+    first = run(profile, slower(profile, 1.3, 20.0, 4), ticks=4)  # 0, 15, 30, 45 s: not yet a window
+    assert first.evidence is None and first.factor == 1.0
+    moved = run(profile, slower(profile, 1.3, 20.0, 4), ticks=6)
+    assert moved.evidence is not None and moved.factor < 1.0
+    grown = run(profile, slower(profile, 1.3, 20.0, 5), ticks=1, start=moved, replicas=5)
+    # The fleet changed: the window mixes two fleets, so nothing is learned (nor forgotten) until it settles.
+    assert grown.replicas == 5 and grown.evidence == moved.evidence
+    assert grown.log_ttft_ratio == moved.log_ttft_ratio
 
 
 def test_one_wild_quantile_moves_the_estimate_one_step_at_most(profile: ReplicaProfile) -> None:

@@ -107,18 +107,21 @@ def series(*values: tuple[str, float]) -> tuple[Series, ...]:
 
 
 def test_counter_total_survives_resets_and_replicas_coming_and_going() -> None:
-    total, problem = CounterTotal().advance(series(("a", 100.0), ("b", 50.0)))
+    total, problem = CounterTotal().advance(series(("a", 100.0), ("b", 50.0)), 0.0)
     assert (total.total, problem) == (0.0, "")  # the first reading only sets the origin
-    total, _ = total.advance(series(("a", 110.0), ("b", 55.0)))
+    total, _ = total.advance(series(("a", 110.0), ("b", 55.0)), 15.0)
     assert total.total == 15.0
-    total, _ = total.advance(series(("a", 3.0), ("b", 60.0)))  # a restarted: its 3 new requests count
+    total, _ = total.advance(series(("a", 3.0), ("b", 60.0)), 30.0)  # a restarted: its 3 new requests count
     assert total.total == 23.0
-    total, _ = total.advance(series(("a", 8.0)))  # b removed: not a reset of the total
+    total, _ = total.advance(series(("a", 8.0)), 45.0)  # b removed: not a reset of the total
     assert total.total == 28.0
-    total, _ = total.advance(series(("a", 10.0), ("c", 400.0)))  # c new: its past is not this tick's
-    assert total.total == 30.0
-    total, _ = total.advance(series(("a", 12.0), ("c", 404.0)))
-    assert total.total == 36.0
+    total, _ = total.advance(series(("a", 10.0), ("c", 4.0)), 60.0)  # c started since: its 4 requests count
+    assert total.total == 34.0
+    total, _ = total.advance(series(("a", 12.0), ("b", 61.0), ("c", 9.0)), 75.0)  # b back after a gap: +1, not +61
+    assert total.total == 42.0
+    forgotten, _ = total.advance(series(("a", 12.0), ("c", 9.0)), 90.0)
+    forgotten, _ = forgotten.advance(series(("a", 12.0), ("c", 9.0)), 90.0 + 3700.0)
+    assert set(forgotten.retired) == set()  # a series gone for over an hour is forgotten
 
 
 def test_counter_total_skips_a_reading_that_is_not_a_count() -> None:

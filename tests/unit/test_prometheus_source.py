@@ -169,9 +169,10 @@ def test_the_request_counter_total_grows_through_a_reset() -> None:
 def test_history_is_the_rate_query_over_a_range() -> None:
     svc = service()
     query = ServiceQueries.of(svc).signals[S.REQUEST_RPS]
-    values = [[T - 30, "1"], [T - 15, "NaN"], [T, "3"]]
+    values = [[T - 120, "0.2"], [T - 75, "0.9"], [T - 60, "1"], [T - 15, "NaN"], [T, "3"]]
     source, _ = source_with({("range", query): [{"metric": {}, "values": values}]})
-    samples = source.history(svc, NOW - timedelta(seconds=30), NOW, 15.0)
+    samples = source.history(svc, NOW - timedelta(seconds=120), NOW, 15.0)
+    # The series' first rate window (60 s) is left out: its rates rest on part of a window.
     assert [s.request_rps for s in samples] == [1.0, None, 3.0]
     assert samples[-1].at == NOW
 
