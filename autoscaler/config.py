@@ -616,6 +616,58 @@ class Policy(_Strict):
         return value
 
 
+class EfficiencyIndicator(StrEnum):
+    """What a GPU efficiency objective measures, each tick (autoscaler/efficiency.py)."""
+
+    BUSY = "busy"  # mean engine activity of the GPUs and MIG instances that hold a model (DCGM); good when >= threshold
+    STRANDED = (
+        "stranded"  # stranded MIG slices and GPU shares over the fleet's GPUs (placement); good when <= threshold
+    )
+    SATURATED = "saturated"  # busy GPUs with no room for another replica, over busy GPUs (placement); good when <=
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self is EfficiencyIndicator.BUSY
+
+
+class EfficiencyObjective(_Strict):
+    """One GPU efficiency SLO: the share of ticks whose indicator meets the threshold, over a window."""
+
+    name: Name = Field(description="Objective name (a metric label and the alert's name).")
+    indicator: EfficiencyIndicator = Field(description="busy, stranded or saturated.")
+    threshold: float = Field(ge=0, le=1, description="The indicator's bound: busy >= it, stranded and saturated <= it.")
+    objective: float = Field(
+        default=0.9, gt=0, lt=1, description="Share of ticks (over window_s) that must meet the threshold."
+    )
+    window_s: float = Field(
+        default=7 * 86400.0, ge=3600, le=30 * 86400.0, description="The SLO's window, seconds (default 7 days)."
+    )
+
+
+class Efficiency(_Strict):
+    """GPU efficiency as a reliability concern: objectives, measured every tick, exported with burn rates."""
+
+    objectives: list[EfficiencyObjective] = Field(default_factory=list)
+    busy_min_fb_bytes: float = Field(
+        default=1024.0**3,
+        ge=0,
+        description="A GPU or MIG instance holds a model (counts for `busy`) when its framebuffer in use exceeds this.",
+    )
+    consolidate_when_burning: bool = Field(
+        default=True,
+        description="While a stranded objective burns its budget, placement may move the replicas off the "
+        "emptiest node onto room elsewhere, to empty it (churn it otherwise avoids).",
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        names = [o.name for o in self.objectives]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"efficiency objective name {name!r} is used twice")
+        return self
+
+
 class Scenario(_Strict):
     """A whole configuration: what fleetscale manages and how."""
 
@@ -626,6 +678,7 @@ class Scenario(_Strict):
     budget: Budget = Field(default_factory=Budget)
     policy: Policy = Field(default_factory=Policy)
     telemetry: Telemetry = Field(default_factory=Telemetry)
+    efficiency: Efficiency = Field(default_factory=Efficiency)
 
     @model_validator(mode="after")
     def _unique_services(self) -> Self:

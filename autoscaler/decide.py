@@ -25,6 +25,8 @@ from autoscaler.capacity import LatencySlo, TokenMix
 from autoscaler.compiled import CompiledScenario, ServicePlan
 from autoscaler.config import Mode, Policy, Service
 from autoscaler.correction import update_correction
+from autoscaler.efficiency import indicators, stranding_burns
+from autoscaler.efficiency import update as update_efficiency
 from autoscaler.model import (
     CapacityCorrection,
     Constraint,
@@ -128,8 +130,17 @@ def decide(
         _size(work, config)
     cap = _budget(works, observation, now, config)
     outcomes, inputs = _stabilize(works, state, config, now_s, cap)
-    notes, fit = _place(works, outcomes, inputs, observation, config)
-    return _assemble(works, outcomes, inputs, cap, notes, fit, now, policy.mode)
+    efficiency = config.scenario.efficiency
+    consolidate = efficiency.consolidate_when_burning and stranding_burns(
+        efficiency.objectives, state.efficiency, now_s
+    )
+    notes, fit = _place(works, outcomes, inputs, observation, config, consolidate)
+    decision, new_state = _assemble(works, outcomes, inputs, cap, notes, fit, now, policy.mode)
+    values = indicators(fit.fragmentation, observation.gpus, efficiency)
+    statuses, ledgers = update_efficiency(efficiency.objectives, values, state.efficiency, now_s)
+    burning = tuple(status.sentence() for status in statuses if status.burning)
+    decision = replace(decision, efficiency=statuses, notes=decision.notes + burning)
+    return decision, replace(new_state, efficiency=ledgers)
 
 
 # ── 1. forecast ──────────────────────────────────────────────────────────────────────────────────────────────────
@@ -421,8 +432,10 @@ def _place(
     inputs: list[StabilizeInput],
     observation: Observation,
     config: CompiledScenario,
+    consolidate: bool = False,
 ) -> tuple[tuple[str, ...], TargetFit]:
-    """Place the stabilized targets; where the pools cannot hold them, cut them to what was placed (in `outcomes`)."""
+    """Place the stabilized targets; where the pools cannot hold them, cut them to what was placed (in `outcomes`).
+    With `consolidate`, placement may empty a node by moving its replicas (autoscaler/placement/targets.py)."""
     targets = []
     for work, item in zip(works, inputs, strict=True):
         target = outcomes[item.name].target
@@ -441,7 +454,13 @@ def _place(
         counts = {name: pool.nodes for name, pool in observation.pools.items()}
         inventory = synthetic_inventory(config.pools, counts, config.catalog)
     fit = fit_targets(
-        targets, inventory, observation.placed, config.pools, config.pool_price_usd_per_gpu_h, config.catalog
+        targets,
+        inventory,
+        observation.placed,
+        config.pools,
+        config.pool_price_usd_per_gpu_h,
+        config.catalog,
+        consolidate=consolidate and observation.nodes is not None,  # moves need a real inventory to move from
     )
     placed: dict[str, dict[Shape, int]] = {}
     for replica in fit.placement.replicas:

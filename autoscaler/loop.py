@@ -44,12 +44,13 @@ from typing import Any
 
 from autoscaler.audit import TYPE_DECISION_INTENT, TYPE_DECISION_OUTCOME, CloudEvent, source_for_scenario
 from autoscaler.compiled import CompiledScenario
-from autoscaler.config import Mode
+from autoscaler.config import EfficiencyIndicator, Mode
 from autoscaler.decide import decide
 from autoscaler.errors import AutoscalerError, TransientError
 from autoscaler.forecasters import ForecasterBank, ForecastSettings
 from autoscaler.model import (
     Decision,
+    GpuTelemetry,
     Observation,
     PolicyState,
     PoolObservation,
@@ -63,6 +64,7 @@ from autoscaler.ports import (
     Actuator,
     AuditSink,
     Clock,
+    GpuTelemetrySource,
     Inventory,
     InventorySource,
     MetricsSource,
@@ -256,11 +258,12 @@ class ControlLoop:
             inventory = None
             problems.append(f"inventory: {type(exc).__name__}: {exc} (no decision this tick)")
         spend = self._spend(now, problems)
+        gpus = self._gpus(now, problems)
         timer.lap("observe")
 
         # 2. snapshot
         tick_rates = self._tick_rates(metrics)
-        observation = None if inventory is None else self._observation(metrics, metrics_problem, inventory, spend)
+        observation = None if inventory is None else self._observation(metrics, metrics_problem, inventory, spend, gpus)
         timer.lap("snapshot")
 
         # 3. forecast
@@ -348,6 +351,17 @@ class ControlLoop:
             problems.append(f"spend: {type(exc).__name__}: {exc} (the monthly budget fails closed)")
             return None
 
+    def _gpus(self, now: datetime, problems: list[str]) -> tuple[GpuTelemetry, ...] | None:
+        """What DCGM reports, when an efficiency objective needs engine activity and the source can read it."""
+        needs = any(o.indicator is EfficiencyIndicator.BUSY for o in self.config.scenario.efficiency.objectives)
+        if not needs or not isinstance(self.ports.metrics, GpuTelemetrySource):
+            return None
+        try:
+            return tuple(self.ports.metrics.gpus(now))
+        except AutoscalerError as exc:
+            problems.append(f"metrics: GPU telemetry: {type(exc).__name__}: {exc} (busy is unknown this tick)")
+            return None
+
     def _tick_rates(self, metrics: Mapping[str, ServiceMetrics]) -> dict[str, float | None]:
         """Each service's request rate over this tick: the increase of its counter since the last tick (a counter
         that went down was reset: no rate this tick), or the source's rate where it reports no counter."""
@@ -371,7 +385,12 @@ class ControlLoop:
         return rates
 
     def _observation(
-        self, metrics: Mapping[str, ServiceMetrics], problem: str, inventory: Inventory, spend: float | None
+        self,
+        metrics: Mapping[str, ServiceMetrics],
+        problem: str,
+        inventory: Inventory,
+        spend: float | None,
+        gpus: tuple[GpuTelemetry, ...] | None = None,
     ) -> Observation:
         services: dict[str, ServiceObservation] = {}
         for service in self.services:
@@ -392,7 +411,7 @@ class ControlLoop:
                 telemetry=_telemetry_by_shape(reading, replicas),
             )
         pools = {name: PoolObservation(n) for name, n in inventory.pool_nodes.items()}
-        return Observation(services, pools, spend, inventory.nodes, inventory.placed)
+        return Observation(services, pools, spend, inventory.nodes, inventory.placed, gpus)
 
     def _actions(self, decision: Decision, inventory: Inventory) -> dict[str, list[Action]]:
         """Per service, the set-replicas calls apply mode would make: shapes that grow first, then those that

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from autoscaler.capacity import Binding
 from autoscaler.config import Mode, Tier
@@ -19,6 +20,9 @@ from autoscaler.placement.fragmentation import Fragmentation
 from autoscaler.placement.model import NodeState, PlacedReplica, Placement
 from autoscaler.shapes import Shape
 from autoscaler.token_mix import MixEstimate
+
+if TYPE_CHECKING:  # efficiency.py builds on these value types; the decision only carries its results
+    from autoscaler.efficiency import Ledger, ObjectiveStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,7 @@ class Observation:
     month_to_date_spend_usd: float | None = None
     nodes: tuple[NodeState, ...] | None = None
     placed: tuple[PlacedReplica, ...] = ()
+    gpus: tuple[GpuTelemetry, ...] | None = None  # what DCGM reports per GPU and MIG instance (None: no DCGM)
 
 
 def require_aware(value: datetime, what: str) -> datetime:
@@ -287,6 +292,7 @@ class Decision:
     notes: tuple[str, ...] = ()
     placement: Placement | None = None  # where the targets go: layouts, moves, nodes to add (stage 4)
     fragmentation: Fragmentation | None = None  # of that placement: stranded capacity, saturated GPUs
+    efficiency: tuple[ObjectiveStatus, ...] = ()  # the GPU efficiency objectives this tick (autoscaler/efficiency.py)
 
     def service(self, name: str) -> ServiceDecision:
         for decision in self.services:
@@ -371,12 +377,13 @@ class PolicyState:
     """The only memory between ticks; `decide` returns the next one."""
 
     services: Mapping[str, ServiceState] = field(default_factory=dict)
+    efficiency: Mapping[str, Ledger] = field(default_factory=dict)  # per efficiency objective: its tick counts
 
     def with_requested(self, service: str, shape: Shape, replicas: int, now_s: float) -> PolicyState:
         """The state once fleetscale has asked for `replicas` of `shape` (before the answer)."""
         current = self.services.get(service) or ServiceState(first_seen_s=now_s)
         updated = replace(current, requested={**current.requested, shape: replicas})
-        return PolicyState({**self.services, service: updated})
+        return PolicyState({**self.services, service: updated}, self.efficiency)
 
     def with_applied(self, service: str, shape: Shape, replicas: int, now_s: float) -> PolicyState:
         """The state once the platform has answered that it holds `replicas` of `shape`."""
@@ -386,4 +393,4 @@ class PolicyState:
             applied={**current.applied, shape: replicas},
             requested={**current.requested, shape: replicas},
         )
-        return PolicyState({**self.services, service: updated})
+        return PolicyState({**self.services, service: updated}, self.efficiency)

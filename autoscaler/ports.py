@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from autoscaler.config import Service, WorkloadRef
 from autoscaler.events import CloudEvent
-from autoscaler.model import PolicyState, ShapeReplicas, ShapeTelemetry, require_aware
+from autoscaler.model import GpuTelemetry, PolicyState, ShapeReplicas, ShapeTelemetry, require_aware
 from autoscaler.placement.model import NodeState, PlacedReplica
 from autoscaler.shapes import Shape
 
@@ -108,6 +108,17 @@ class MetricsSource(Protocol):
         """The request rate of `service` at every `step_s` in [start, end] (a range query), oldest first, for
         refilling the forecaster after a restart. Steps without data are left out or carry None. Raises as
         `observe` does; the loop then starts with the history it saved."""
+        ...
+
+
+@runtime_checkable
+class GpuTelemetrySource(Protocol):
+    """A metrics source that also reads the GPUs themselves (DCGM through Prometheus): the loop asks it when a GPU
+    efficiency objective needs engine activity."""
+
+    def gpus(self, now: datetime) -> Sequence[GpuTelemetry]:
+        """Every GPU and MIG instance reported, in fleetscale's units. Raises as `observe` does; the loop then
+        counts the tick as unknown for the objectives that need it."""
         ...
 
 

@@ -11,7 +11,7 @@ The document (format version 1):
                                 "updated_s": ...}}}}},
      "forecasters": {"chat": {...}}}
 
-Keys added since version 1 (`corrections`) are optional: a document without them reads as before.
+Keys added since version 1 (`corrections`, `policy.efficiency`) are optional: a document without them reads as before.
 A document of another version is refused (`DataQualityError` naming the file and the version), never read as an
 empty state: a silent reset would restart every scale-down window and forget what fleetscale applied, which the
 next tick would then take for another writer. `FileStateStore.save` writes a temporary file beside the target,
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.capacity import TokenMix
+from autoscaler.efficiency import Ledger
 from autoscaler.errors import DataQualityError, TransientError
 from autoscaler.model import CapacityCorrection, PolicyState, ServiceState, require_aware
 from autoscaler.ports import StoredState
@@ -47,7 +48,13 @@ def encode_state(state: StoredState) -> dict[str, Any]:
         "version": VERSION,
         "saved_at": state.saved_at.isoformat().replace("+00:00", "Z"),
         "ticks": state.ticks,
-        "policy": {"services": {name: _encode_service(s) for name, s in state.policy.services.items()}},
+        "policy": {
+            "services": {name: _encode_service(s) for name, s in state.policy.services.items()},
+            "efficiency": {
+                name: {"fine": [list(b) for b in ledger.fine], "coarse": [list(b) for b in ledger.coarse]}
+                for name, ledger in state.policy.efficiency.items()
+            },
+        },
         "forecasters": {name: dict(doc) for name, doc in state.forecasters.items()},
     }
 
@@ -66,11 +73,18 @@ def decode_state(document: Any, where: str) -> StoredState:
     try:
         saved_at = require_aware(datetime.fromisoformat(document["saved_at"]), "saved_at")
         services = {str(name): _decode_service(value) for name, value in document["policy"]["services"].items()}
+        efficiency = {
+            str(name): Ledger(
+                tuple((float(t), int(g), int(b)) for t, g, b in value.get("fine", [])),
+                tuple((float(t), int(g), int(b)) for t, g, b in value.get("coarse", [])),
+            )
+            for name, value in document["policy"].get("efficiency", {}).items()
+        }
         forecasters = {str(name): dict(value) for name, value in document["forecasters"].items()}
         ticks = int(document.get("ticks", 0))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataQualityError(f"{where}: malformed state document ({type(exc).__name__}: {exc})") from None
-    return StoredState(PolicyState(services), forecasters, saved_at, ticks)
+    return StoredState(PolicyState(services, efficiency), forecasters, saved_at, ticks)
 
 
 def _encode_counts(counts: Mapping[Shape, int]) -> dict[str, int]:

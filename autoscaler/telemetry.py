@@ -20,6 +20,9 @@ tick-time histogram accumulate.
 | fleetscale_budget_usd_per_hour | | the hourly cap in force (absent without a budget) |
 | fleetscale_budget_burn_ratio | | target spend rate over the cap (1 = spending the whole cap) |
 | fleetscale_gpu_* | | busy GPUs, allocated share, stranded MIG slices and shares, saturated GPUs of the placement |
+| fleetscale_efficiency_sli, _good, _attainment, _objective | objective, indicator | the GPU efficiency SLOs |
+| fleetscale_efficiency_burn_rate | objective, indicator, window | burn rate over 5m, 30m, 1h, 6h |
+| fleetscale_efficiency_burning | objective, indicator, speed | 1 while the budget burns fast or slowly |
 | fleetscale_holds_total | service, reason | decisions that held, by reason |
 | fleetscale_errors_total | source | ports that failed (metrics, inventory, spend, audit, state, actuator) |
 | fleetscale_ticks_total, fleetscale_tick_overruns_total | | ticks run; ticks that ran past their slot |
@@ -43,6 +46,7 @@ from prometheus_client.registry import Collector
 
 from autoscaler.compiled import CompiledScenario
 from autoscaler.loop import StartReport, TickReport
+from autoscaler.model import Decision
 
 _SOURCES = ("metrics", "inventory", "spend", "audit", "state")
 _TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -142,6 +146,7 @@ class _DecisionCollector(Collector):
                 "Target spend rate over the hourly cap",
                 value=decision.cost_usd_per_h / decision.budget_usd_per_h,
             )
+        yield from self._efficiency(decision)
         frag = decision.fragmentation
         if frag is not None:
             for name, help_text, value in (
@@ -154,8 +159,45 @@ class _DecisionCollector(Collector):
                 ),
                 ("stranded_share", "Shares of time-shared GPUs no demanded replica can use", frag.stranded_share),
                 ("saturated_gpus", "Busy GPUs with no room for another replica", frag.saturated_gpus),
+                ("stranded_ratio", "Stranded GPU-equivalents over the fleet's GPUs", frag.stranded_ratio),
+                ("fleet", "GPUs of the fleet's nodes", frag.fleet_gpus),
             ):
                 yield GaugeMetricFamily(f"fleetscale_gpu_{name}", help_text, value=value)
+
+    def _efficiency(self, decision: Decision) -> Iterator[Metric]:
+        labels = ["objective", "indicator"]
+        sli = GaugeMetricFamily("fleetscale_efficiency_sli", "The efficiency indicator this tick (0-1)", labels=labels)
+        good = GaugeMetricFamily(
+            "fleetscale_efficiency_good", "1 when this tick met the objective's threshold", labels=labels
+        )
+        attainment = GaugeMetricFamily(
+            "fleetscale_efficiency_attainment", "Share of good ticks over the objective's window", labels=labels
+        )
+        objective = GaugeMetricFamily(
+            "fleetscale_efficiency_objective", "The share of good ticks the objective asks for", labels=labels
+        )
+        burn = GaugeMetricFamily(
+            "fleetscale_efficiency_burn_rate",
+            "Bad ticks over the error budget in the lookback (1: the budget spent exactly over the window)",
+            labels=[*labels, "window"],
+        )
+        burning = GaugeMetricFamily(
+            "fleetscale_efficiency_burning", "1 while the budget burns (speed fast or slow)", labels=[*labels, "speed"]
+        )
+        for status in decision.efficiency:
+            key = [status.name, status.indicator.value]
+            if status.value is not None:
+                sli.add_metric(key, status.value)
+            if status.good is not None:
+                good.add_metric(key, 1.0 if status.good else 0.0)
+            if status.attainment is not None:
+                attainment.add_metric(key, status.attainment)
+            objective.add_metric(key, status.objective)
+            for window, rate in status.burn_rates.items():
+                burn.add_metric([*key, window], rate)
+            if status.burning is not None:
+                burning.add_metric([*key, status.burning], 1.0)
+        yield from (sli, good, attainment, objective, burn, burning)
 
 
 class LoopTelemetry:

@@ -33,6 +33,18 @@ class Fragmentation:
     stranded_memory_gb: float
     stranded_share: float
     saturated_gpus: int
+    stranded_gpus: float = 0.0  # GPU-equivalents stranded: per GPU, its stranded memory slices' share + stranded share
+    fleet_gpus: int = 0  # GPUs of the nodes measured (the inventory and the nodes the placement adds)
+
+    @property
+    def stranded_ratio(self) -> float:
+        """Stranded GPU-equivalents over the fleet's GPUs (0 for an empty fleet)."""
+        return self.stranded_gpus / self.fleet_gpus if self.fleet_gpus else 0.0
+
+    @property
+    def saturated_ratio(self) -> float:
+        """Saturated GPUs over busy GPUs (0 when none is busy)."""
+        return self.saturated_gpus / self.busy_gpus if self.busy_gpus else 0.0
 
     @property
     def utilization(self) -> float:
@@ -48,7 +60,8 @@ def measure(
     utilization_target: float = 0.9,
 ) -> Fragmentation:
     """Fragmentation and saturation of `placement` for the shapes the fleet demands (see the module docstring)."""
-    gpu_type = {n.name: catalog.canonical(n.gpu_type) for n in inventory}
+    nodes = list(inventory)
+    gpu_type = {n.name: catalog.canonical(n.gpu_type) for n in nodes}
     shapes = [catalog.canonical_shape(s) for s in demanded]
     mig_profiles: dict[str, set[str]] = {}
     smallest_share: dict[str, float] = {}
@@ -58,7 +71,7 @@ def measure(
         elif shape.kind is ShapeKind.FRACTION:
             smallest_share[shape.gpu_type] = min(smallest_share.get(shape.gpu_type, 1.0), shape.fraction)
     busy = saturated = stranded_memory = stranded_compute = 0
-    allocated = stranded_gb = stranded_share = 0.0
+    allocated = stranded_gb = stranded_share = stranded_gpus = 0.0
     for plan in placement.gpus:
         kind = gpu_type.get(plan.node) or _type_of(plan)
         if kind is None:
@@ -76,11 +89,16 @@ def measure(
             stranded_memory += memory
             stranded_compute += compute
             stranded_gb += memory * gpu.memory_gb / gpu.mig.memory_slices
+            stranded_gpus += memory / gpu.mig.memory_slices
         elif plan.occupants and all(r.shape.kind is ShapeKind.FRACTION for r in plan.occupants):
             left = 1.0 - share
             if 1e-9 < left < smallest_share.get(kind, 1.0) - 1e-9:
                 stranded_share += left
-    return Fragmentation(busy, allocated, stranded_memory, stranded_compute, stranded_gb, stranded_share, saturated)
+                stranded_gpus += left
+    fleet = sum(n.gpus for n in nodes)
+    return Fragmentation(
+        busy, allocated, stranded_memory, stranded_compute, stranded_gb, stranded_share, saturated, stranded_gpus, fleet
+    )
 
 
 def _type_of(plan: GpuPlan) -> str | None:

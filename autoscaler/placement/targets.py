@@ -13,6 +13,11 @@
 When the observation has no node inventory, each pool is taken to have its observed node count (else min_nodes) of
 empty, MIG-off nodes: placement then checks packing (gangs on one node, MIG layouts, shares) but cannot keep
 current assignments.
+
+With `consolidate` (a GPU efficiency objective on stranded capacity burns its budget), a placement that fits is
+tried once more without the in-use node that holds the fewest GPUs' worth of replicas, as if it were cordoned: if
+everything still fits on the other nodes, without adding any, that placement is taken and its replicas on that node
+become moves (started elsewhere before they stop there). The fleet then uses one node fewer, and the note says so.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autoscaler.catalog import Catalog
 from autoscaler.config import NodePool, Tier
@@ -71,12 +76,19 @@ def fit_targets(
     pools: Mapping[str, NodePool],
     prices: Mapping[str, float],
     catalog: Catalog,
+    consolidate: bool = False,
 ) -> TargetFit:
     """Place `targets`, cutting by tier where the pools' max_nodes cannot hold them (see the module docstring)."""
     have = Counter(node.pool for node in inventory)
     unbounded = {name: pool.model_copy(update={"max_nodes": 1_000_000}) for name, pool in pools.items()}
     wanted = {t.service: t.replicas for t in targets}
-    placement = place(_requests(targets, wanted), inventory, unbounded, catalog, current, prices)
+    requests = _requests(targets, wanted)
+    placement = place(requests, inventory, unbounded, catalog, current, prices)
+    consolidation_note = ""
+    if consolidate and not placement.unplaced:
+        placement, consolidation_note = _consolidated(
+            placement, requests, inventory, unbounded, catalog, current, prices
+        )
     over = {
         name: n - (pools[name].max_nodes - have[name])
         for name, n in placement.nodes_to_add.items()
@@ -87,6 +99,8 @@ def fit_targets(
         for name, n in sorted(placement.nodes_to_add.items())
         if n and name not in over
     ]
+    if consolidation_note:
+        notes.append(consolidation_note)
     if not over and not placement.unplaced:
         return TargetFit(wanted, {}, tuple(notes), placement, _fragmentation(placement, inventory, targets, catalog))
     full: dict[str, str] = {}  # GPU type -> the sentence that says what is missing
@@ -123,6 +137,37 @@ def fit_targets(
     for left in placement.unplaced:
         cut.setdefault(left.service, f"{left.count} x {left.shape} cannot be placed: {left.reason}")
     return TargetFit(replicas, cut, tuple(notes), placement, _fragmentation(placement, inventory, targets, catalog))
+
+
+def _consolidated(
+    placement: Placement,
+    requests: Sequence[ReplicaRequest],
+    inventory: Sequence[NodeState],
+    pools: Mapping[str, NodePool],
+    catalog: Catalog,
+    current: Sequence[PlacedReplica],
+    prices: Mapping[str, float],
+) -> tuple[Placement, str]:
+    """`placement`, or the one without its emptiest in-use node when everything else still fits (module docstring);
+    and the note that says which node was emptied."""
+    load: dict[str, float] = {}
+    for replica in placement.replicas:
+        share = catalog.gpu_share(catalog.canonical_shape(replica.shape)) / max(len(replica.members), 1)
+        for node, _ in replica.members:
+            load[node] = load.get(node, 0.0) + share
+    candidates = [n for n in inventory if not n.cordoned and n.name in load]
+    if len(candidates) < 2:
+        return placement, ""
+    emptiest = min(candidates, key=lambda n: (load[n.name], n.name))
+    trial_inventory = [replace(n, cordoned=True) if n.name == emptiest.name else n for n in inventory]
+    trial = place(requests, trial_inventory, pools, catalog, current, prices)
+    if trial.unplaced or sum(trial.nodes_to_add.values()) > sum(placement.nodes_to_add.values()):
+        return placement, ""
+    moved = sum(1 for r in current if any(node == emptiest.name for node, _ in r.members))
+    return trial, (
+        f"consolidation (a stranded-capacity objective burns): node {emptiest.name} emptied, its {moved} "
+        f"replica{'s' if moved != 1 else ''} moved onto room on the other nodes"
+    )
 
 
 def _fragmentation(
