@@ -18,7 +18,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="fleetscale: 
 catalog_app = typer.Typer(no_args_is_help=True, help="The GPU catalog: types, MIG profiles, prices.")
 profile_app = typer.Typer(no_args_is_help=True, help="Replica performance profiles.")
 app.add_typer(catalog_app, name="catalog")
+render_app = typer.Typer(no_args_is_help=True, help="Manifests made from a scenario (Prometheus alerts).")
 app.add_typer(profile_app, name="profile")
+app.add_typer(render_app, name="render")
 
 # soft_wrap: a message is one line however narrow the terminal (or pipe) is, so that "one line per error" holds.
 # Piped output (CI logs, `make demo | tee`) gets a wide page instead of Rich's 80-column default.

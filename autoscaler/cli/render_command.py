@@ -1,0 +1,41 @@
+"""`fleetscale render`: manifests other systems read, made from a scenario. `render alerts` writes the burn-rate
+alerts of the scenario's latency and GPU efficiency SLOs as a Prometheus Operator `PrometheusRule`
+(`autoscaler/alerts.py`); `--rules-only` writes the plain Prometheus rule file (`rule_files:`, `promtool check
+rules`) instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from adapters.prometheus.queries import service_selector  # the composition root wires the adapter's selectors
+from autoscaler.alerts import prometheus_rule
+from autoscaler.cli.common import compile_file, fail, out
+from autoscaler.cli.replay_commands import ScenarioOption
+
+
+def render_alerts(
+    scenario_file: ScenarioOption,
+    namespace: Annotated[str, typer.Option(help="Namespace of the PrometheusRule.")] = "monitoring",
+    name: Annotated[str | None, typer.Option(help="Its name; default fleetscale-<scenario>-slos.")] = None,
+    rules_only: Annotated[
+        bool, typer.Option("--rules-only", help="Write a plain Prometheus rule file, not a PrometheusRule.")
+    ] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Burn-rate alerts for the scenario's latency and GPU efficiency SLOs."""
+    scenario = compile_file(scenario_file).scenario
+    selectors = {s.name: service_selector(s) for s in scenario.services}
+    rule = prometheus_rule(scenario, selectors, name=name, namespace=namespace)
+    document = {"groups": rule["spec"]["groups"]} if rules_only else rule
+    text = yaml.safe_dump(document, sort_keys=False, width=1000)
+    if output is None:
+        out.print(text, markup=False, end="")
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"--output {output}: {exc.strerror or exc}") from None
