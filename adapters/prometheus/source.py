@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,14 @@ from autoscaler.ports import RateSample, ServiceMetrics
 from autoscaler.shapes import Shape, parse_shape
 
 S = MetricSignal
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRates:
+    """Prompt and generation tokens per second at one step (None: not reported)."""
+
+    input_tokens_per_s: float | None
+    output_tokens_per_s: float | None
 
 
 def error_from_exception(exc: BaseException, *, query: str, url: str, timeout_s: float) -> AutoscalerError:
@@ -236,6 +245,40 @@ class PrometheusMetricsSource:
             for at_s, value in points
             if at_s >= settled_s
         ]
+
+    def telemetry_history(
+        self, service: Service, start: datetime, end: datetime, step_s: float, shape: str | None = None
+    ) -> list[tuple[datetime, ShapeTelemetry, TokenRates]]:
+        """What the service's replicas (of `shape`, by its `metrics.shape_labels`) reported at every `step_s` in
+        [start, end]: request rate, p95 TTFT and TPOT, replicas reporting, and the token rates (for the mix), oldest
+        first; steps where the request rate is missing are left out. For `fleetscale profile calibrate`."""
+        queries = self._queries_of(service, shape or "")
+        wanted = (S.REQUEST_RPS, S.TTFT_P95_S, S.TPOT_P95_S, S.REPLICAS, S.INPUT_TOKENS_PER_S, S.OUTPUT_TOKENS_PER_S)
+        series: dict[MetricSignal, dict[float, float]] = {}
+        for signal in wanted:
+            query = queries.signals.get(signal)
+            if query is None:
+                continue
+            matrix = parse_matrix(self._range(query, start, end, step_s), query)
+            if len(matrix) > 1:
+                raise DataQualityError(f"query {query!r} returned {len(matrix)} series where one is expected")
+            series[signal] = {t: v for t, v in matrix[0].points if not usable(v, what=signal)} if matrix else {}
+        out = []
+        for at_s, rps in sorted(series.get(S.REQUEST_RPS, {}).items()):
+
+            def value(signal: MetricSignal, at_s: float = at_s) -> float | None:
+                return series.get(signal, {}).get(at_s)
+
+            replicas = value(S.REPLICAS)
+            telemetry = ShapeTelemetry(
+                request_rps=rps,
+                ttft_p95_s=value(S.TTFT_P95_S),
+                tpot_p95_s=value(S.TPOT_P95_S),
+                replicas=None if replicas is None else round(replicas),
+            )
+            tokens = TokenRates(value(S.INPUT_TOKENS_PER_S), value(S.OUTPUT_TOKENS_PER_S))
+            out.append((datetime.fromtimestamp(at_s, UTC), telemetry, tokens))
+        return out
 
     # ── DCGM ────────────────────────────────────────────────────────────────────────────────────────────────────
 

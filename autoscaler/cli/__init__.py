@@ -1,7 +1,7 @@
 """`fleetscale`, the command line: the composition root that loads files and wires the core to the outside.
 
-Commands: validate, schema, catalog (show, mig-check), profile (show, capacity), decide, run, explain, backtest,
-whatif, plan, render (alerts);
+Commands: validate, schema, catalog (show, mig-check), profile (show, capacity, calibrate), decide, run, explain,
+backtest, whatif, plan, render (alerts);
 one module per group, each registering its commands on the shared app (`common.py`).
 Exit codes: 0 success, 1 a negative answer (an invalid MIG layout, no plan), 2 bad input (a config error, an unknown
 name).
@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from autoscaler.cli.backtest_command import backtest_command
+from autoscaler.cli.calibrate_command import profile_calibrate
 from autoscaler.cli.common import app, catalog_app, err, profile_app, render_app
 from autoscaler.cli.config_commands import (
     catalog_mig_check,
@@ -43,6 +44,7 @@ catalog_app.command("show")(catalog_show)
 catalog_app.command("mig-check")(catalog_mig_check)
 profile_app.command("show")(profile_show)
 profile_app.command("capacity")(profile_capacity)
+profile_app.command("calibrate")(profile_calibrate)
 render_app.command("alerts")(render_alerts)
 
 

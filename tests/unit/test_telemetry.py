@@ -6,6 +6,8 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -148,3 +150,48 @@ def test_unhealthy_answers_503(chat: CompiledScenario) -> None:
 )
 def test_problem_sources(problem: str, source: str) -> None:
     assert problem_source(problem) == source
+
+
+def test_efficiency_slos_and_capacity_corrections_are_exported(catalog: Catalog, book: ProfileBook) -> None:
+    from autoscaler.decide import decide
+    from autoscaler.loop import TickReport
+    from autoscaler.model import PolicyState
+    from tests.unit.test_correction import slower
+    from tests.unit.test_efficiency import NOW, h100_scenario, observation
+
+    config = h100_scenario(
+        catalog, book, [{"name": "few-saturated", "indicator": "saturated", "threshold": 0.1, "objective": 0.99}]
+    )
+    profile = config.plans["chat"].candidate(H100)
+    assert profile is not None and profile.profile is not None
+    state = PolicyState()
+    decision = None
+    for i in range(8):
+        at = NOW + timedelta(seconds=15 * i)
+        seen = observation(at)
+        seen = replace(
+            seen,
+            services={"chat": replace(seen.services["chat"], telemetry={H100: slower(profile.profile, 1.3, 60.0, 6)})},
+        )
+        decision, state = decide(seen, {}, config, state, at)
+    assert decision is not None
+    telemetry = LoopTelemetry(config)
+    telemetry.record_tick(TickReport(8, decision.at, "t-8", decision, (("observe", 0.01),)))
+    server = TelemetryServer(telemetry, port=0)
+    try:
+        samples = scrape(server)
+    finally:
+        server.close()
+    key = (("indicator", "saturated"), ("objective", "few-saturated"))
+    assert samples[("fleetscale_efficiency_sli", key)] == 1.0
+    assert samples[("fleetscale_efficiency_good", key)] == 0.0
+    assert samples[("fleetscale_efficiency_attainment", key)] == 0.0
+    assert samples[("fleetscale_efficiency_objective", key)] == 0.99
+    assert samples[("fleetscale_efficiency_burn_rate", (*key, ("window", "5m")))] == pytest.approx(100.0)
+    assert samples[("fleetscale_efficiency_burning", (*key, ("speed", "fast")))] == 1.0
+    correction = decision.service("chat").corrections[H100]
+    assert samples[("fleetscale_capacity_correction", (("service", "chat"), ("shape", "H100-80GB")))] == (
+        pytest.approx(correction.factor)
+    )
+    assert correction.factor < 1.0
+    assert samples[("fleetscale_gpu_fleet", ())] == 16
