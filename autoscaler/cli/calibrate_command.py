@@ -13,7 +13,7 @@ import yaml
 from autoscaler.backtest_cli import parse_duration
 from autoscaler.calibrate import calibrate, describe, mean_mix, measured_anchor, with_anchor
 from autoscaler.capacity import LatencySlo, TokenMix
-from autoscaler.cli.common import compile_file, fail, out
+from autoscaler.cli.common import compile_file, err, fail, out
 from autoscaler.cli.replay_commands import ScenarioOption
 from autoscaler.clock import SystemClock
 from autoscaler.datafiles import config_dir, load_yaml
@@ -59,8 +59,10 @@ def profile_calibrate(
         (t for t in svc.metrics.shape_labels if parse_shape(t, svc.tensor_parallel_size or 1) == chosen), None
     )
     if len(shapes) > 1 and shape_key is None:
-        raise fail(
-            f"--shape {chosen}: {service} runs several shapes, and metrics.shape_labels does not select this one"
+        err.print(
+            f"note: metrics.shape_labels does not select {chosen}: the service's figures are taken for it, which is "
+            "right while only that shape serves",
+            markup=False,
         )
     try:
         seconds = parse_duration(since)
