@@ -157,6 +157,15 @@ def corrected() -> CompiledScenario:
     return scenario({"min_requests": 50, "half_life_s": 3, "max_step_ratio": 1.25})
 
 
+def live_loop(config: CompiledScenario, source: PrometheusMetricsSource, fleet: FakeFleet, run_id: str) -> ControlLoop:
+    """The loop on the real clock over Prometheus and the fake fleet, its burst envelope shortened to seconds (its
+    default memory is 30 minutes) so that a test of a minute sees the load come and go."""
+    return ControlLoop(
+        config, clock=SystemClock(), metrics=source, inventory=fleet, actuator=fleet, run_id=run_id,
+        forecasting=ForecastSettings(min_points=2, envelope_lookback_s=6.0, envelope_level_s=4.0),
+    )  # fmt: skip
+
+
 def replicas_for(config: CompiledScenario, demand_rps: float) -> int:
     plan = config.plans["chat"]
     candidate = plan.candidate(H100)
@@ -178,10 +187,7 @@ def test_the_loop_follows_the_load_and_holds_while_prometheus_is_down(chat: Comp
     ):
         prom.wait_up("vllm")
         source = PrometheusMetricsSource(prom.url, timeout_s=2.0)
-        loop = ControlLoop(
-            chat, clock=SystemClock(), metrics=source, inventory=fleet, actuator=fleet, run_id="prom",
-            forecasting=ForecastSettings(min_points=2, envelope_lookback_s=6.0, envelope_level_s=4.0),
-        )  # fmt: skip
+        loop = live_loop(chat, source, fleet, "prom")
         reports: list[TickReport] = []
 
         def tick_until(done: Callable[[TickReport], bool], what: str) -> TickReport:
@@ -282,10 +288,7 @@ def test_latencies_30_percent_over_the_profile_correct_capacity_and_raise_the_ta
     ):
         prom.wait_up("vllm")
         source = PrometheusMetricsSource(prom.url, timeout_s=2.0)
-        loop = ControlLoop(
-            corrected, clock=SystemClock(), metrics=source, inventory=fleet, actuator=fleet, run_id="corr",
-            forecasting=ForecastSettings(min_points=2, envelope_lookback_s=6.0, envelope_level_s=4.0),
-        )  # fmt: skip
+        loop = live_loop(corrected, source, fleet, "corr")
         history: list[tuple[float, float, int]] = []
         try:
             loop.start()
