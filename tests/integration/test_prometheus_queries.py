@@ -46,12 +46,12 @@ def test_promtool_accepts_every_default_query(tmp_path: Path) -> None:
 
 DCGM_LEGACY = """\
 # TYPE DCGM_FI_PROF_GR_ENGINE_ACTIVE gauge
-DCGM_FI_PROF_GR_ENGINE_ACTIVE{gpu="1",UUID="GPU-b",modelName="H100",Hostname="n1",GPU_I_PROFILE="3g.40gb",GPU_I_ID="2"} 0.4
+DCGM_FI_PROF_GR_ENGINE_ACTIVE{gpu="1",UUID="b",modelName="H100",Hostname="n1",GPU_I_PROFILE="3g.40gb",GPU_I_ID="2"} 0.4
 # TYPE DCGM_FI_DEV_GPU_UTIL gauge
-DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-a",modelName="H100",Hostname="n1"} 75
+DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="a",modelName="H100",Hostname="n1"} 75
 # TYPE DCGM_FI_DEV_FB_USED gauge
-DCGM_FI_DEV_FB_USED{gpu="0",UUID="GPU-a",modelName="H100",Hostname="n1"} 40960
-DCGM_FI_DEV_FB_USED{gpu="1",UUID="GPU-b",modelName="H100",Hostname="n1",GPU_I_PROFILE="3g.40gb",GPU_I_ID="2"} 1024
+DCGM_FI_DEV_FB_USED{gpu="0",UUID="a",modelName="H100",Hostname="n1"} 40960
+DCGM_FI_DEV_FB_USED{gpu="1",UUID="b",modelName="H100",Hostname="n1",GPU_I_PROFILE="3g.40gb",GPU_I_ID="2"} 1024
 """
 
 # A 4.9-style exporter, its names given in telemetry.dcgm.names with their units (ratios and bytes).
