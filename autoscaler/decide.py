@@ -251,10 +251,12 @@ def _correct(work: _Work, config: CompiledScenario, previous: ServiceState | Non
     settings = policy.capacity_correction
     if not settings.enabled:
         return
+    telemetry = {} if work.demand.hold is not None else work.observed.telemetry
+    known = previous.corrections if previous is not None else {}
+    if not known and not telemetry:  # nothing reported, nothing learned: the common case of a fleet without telemetry
+        return
     service = work.service
     slo = LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s, service.slo.quantile)
-    telemetry = {} if work.demand.hold is not None else work.observed.telemetry
-    known = dict(previous.corrections) if previous is not None else {}
     for shape in {*known, *telemetry}:
         candidate = work.plan.candidate(shape)
         if candidate is None or candidate.profile is None:
