@@ -1,7 +1,7 @@
 """`fleetscale`, the command line: the composition root that loads files and wires the core to the outside.
 
 Commands: validate, schema, catalog (show, mig-check), profile (show, capacity, calibrate), decide, run, explain,
-backtest, whatif, plan, render (alerts);
+backtest, whatif, plan, render (alerts, rayserve);
 one module per group, each registering its commands on the shared app (`common.py`).
 Exit codes: 0 success, 1 a negative answer (an invalid MIG layout, no plan), 2 bad input (a config error, an unknown
 name).
@@ -24,7 +24,7 @@ from autoscaler.cli.config_commands import (
 )
 from autoscaler.cli.decide_command import decide_command
 from autoscaler.cli.explain_command import explain_command
-from autoscaler.cli.render_command import render_alerts
+from autoscaler.cli.render_command import render_alerts, render_rayserve
 from autoscaler.cli.replay_commands import plan_command, whatif_command
 from autoscaler.cli.run_command import run_command
 from autoscaler.errors import ConfigError
@@ -46,6 +46,7 @@ profile_app.command("show")(profile_show)
 profile_app.command("capacity")(profile_capacity)
 profile_app.command("calibrate")(profile_calibrate)
 render_app.command("alerts")(render_alerts)
+render_app.command("rayserve")(render_rayserve)
 
 
 def main() -> None:

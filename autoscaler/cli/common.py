@@ -18,7 +18,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="fleetscale: 
 catalog_app = typer.Typer(no_args_is_help=True, help="The GPU catalog: types, MIG profiles, prices.")
 profile_app = typer.Typer(no_args_is_help=True, help="Replica performance profiles.")
 app.add_typer(catalog_app, name="catalog")
-render_app = typer.Typer(no_args_is_help=True, help="Manifests made from a scenario (Prometheus alerts).")
+render_app = typer.Typer(
+    no_args_is_help=True, help="Manifests made from a scenario (Prometheus alerts, a Ray Serve config)."
+)
 app.add_typer(profile_app, name="profile")
 app.add_typer(render_app, name="render")
 
