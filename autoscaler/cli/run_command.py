@@ -2,12 +2,13 @@
 
 Metrics: `--metrics replay` (a trace replayed as live metrics, `autoscaler/sim/trace_source.py`) or `--metrics
 prometheus --prometheus-url URL` (`adapters/prometheus`, on the real clock). Actuator: `--actuator log` (a dry-run
-fleet that prints each change, `autoscaler/dry_run.py`); the Ray Serve and Kubernetes adapters plug in here as they
-land. `--telemetry-address HOST:PORT` serves fleetscale's own `/metrics`, `/healthz` and `/readyz`
+fleet that prints each change, `autoscaler/dry_run.py`) or `--actuator rayserve --ray-dashboard-url URL` (the Ray
+dashboard's scale API, `adapters/rayserve/dashboard.py`, also the inventory); Kubernetes plugs in here as it lands.
+`--telemetry-address HOST:PORT` serves fleetscale's own `/metrics`, `/healthz` and `/readyz`
 (`autoscaler/telemetry.py`): on 127.0.0.1:9464 by default with a live metrics source, off for a replay unless
-given; `off` turns it off. `--audit FILE` keeps the audit trail (CloudEvents, JSON Lines), `--state FILE`
-the state across restarts. With `--speed K` a replay runs K times faster than real time, sleeping between ticks;
-it ends with exit 0 when its trace does. SIGTERM and Ctrl-C end it after the tick in progress, state saved.
+given; `off` turns it off. `--audit FILE` keeps the audit trail (CloudEvents, JSON Lines), `--state FILE` the state
+across restarts. With `--speed K` a replay runs K times faster than real time, sleeping between ticks; it ends with
+exit 0 when its trace does. SIGTERM and Ctrl-C end it after the tick in progress, state saved.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from adapters.rayserve.dashboard import RayServeDashboard
 
 from autoscaler.audit import AuditFile, AuditTee
 from autoscaler.cli.common import compile_file, err, fail, out
@@ -50,7 +54,7 @@ from autoscaler.telemetry import Health, LoopTelemetry, TelemetryServer
 
 METRICS_SOURCES = ("replay", "prometheus")
 DEFAULT_TELEMETRY_ADDRESS = "127.0.0.1:9464"
-ACTUATORS = ("log",)
+ACTUATORS = ("log", "rayserve")
 
 
 def _shapes(mapping: dict[str, int]) -> str:
@@ -107,7 +111,15 @@ def run_command(
             "with a live metrics source, off for a replay."
         ),
     ] = None,
-    actuator: Annotated[str, typer.Option(help=f"Actuator: {', '.join(ACTUATORS)} (a dry run).")] = "log",
+    actuator: Annotated[
+        str, typer.Option(help=f"Actuator: {', '.join(ACTUATORS)} (log: a dry run; rayserve: the Ray dashboard).")
+    ] = "log",
+    ray_dashboard_url: Annotated[
+        str | None, typer.Option(help="The Ray dashboard with --actuator rayserve (http://HOST:8265).")
+    ] = None,
+    ray_token_file: Annotated[
+        Path | None, typer.Option(help="Ray's auth token (~/.ray/auth_token) when the cluster has token auth.")
+    ] = None,
     audit: Annotated[Path | None, typer.Option(help="Audit trail (CloudEvents, JSON Lines), appended to.")] = None,
     audit_url: Annotated[
         str | None, typer.Option(help="Also post the audit events to this URL (CloudEvents structured mode).")
@@ -131,6 +143,8 @@ def run_command(
         raise fail(f"--metrics {metrics}: unknown (known: {', '.join(METRICS_SOURCES)})")
     if actuator not in ACTUATORS:
         raise fail(f"--actuator {actuator}: unknown (known: {', '.join(ACTUATORS)})")
+    if actuator == "rayserve" and ray_dashboard_url is None:
+        raise fail("--actuator rayserve needs --ray-dashboard-url (such as http://127.0.0.1:8265)")
     if not speed > 0 or not math.isfinite(speed):
         raise fail(f"--speed {speed:g}: must be a number > 0 (1: real time)")
     try:
@@ -166,7 +180,19 @@ def run_command(
         options = TraceOptions(trace_format, rate_scale, cv, seed, window, time_compression, skip_bad_lines)
         workloads = load_workloads(trace, options, compiled)
         source = replay = TraceMetricsSource({name: w.requests for name, w in workloads.items()}, start)
-    fleet = LogFleet(lambda line: out.print(f"  {line}", markup=False))
+    fleet: LogFleet | RayServeDashboard
+    if actuator == "rayserve":
+        assert ray_dashboard_url is not None  # checked with the other flags
+        from adapters.rayserve.dashboard import RayServeDashboard as Dashboard  # the composition root wires it
+
+        try:
+            dashboard = Dashboard(compiled, ray_dashboard_url, token_file=ray_token_file)
+        except AutoscalerError as exc:
+            raise fail(f"--ray-token-file {ray_token_file}: {exc}") from None
+        fleet = dashboard
+        closers.append(dashboard.close)
+    else:
+        fleet = LogFleet(lambda line: out.print(f"  {line}", markup=False))
     try:
         trail = AuditFile(audit) if audit is not None else None
     except AutoscalerError as exc:
