@@ -1,6 +1,7 @@
-"""A local Ray cluster with 8 logical GPUs that look like H100s, and Serve on 127.0.0.1, owned by this process: the
-integration tests start it, read its dashboard port from the first line it prints, and stop it with SIGTERM (it
-shuts Serve and Ray down, so no process outlives it). Usage: ray_child.py DASHBOARD_PORT SERVE_PORT."""
+"""A local Ray cluster with 8 logical GPUs that Ray takes for H100s and L4s alike, and Serve on 127.0.0.1, owned by
+this process: the integration tests start it, read its dashboard port from the first line it prints, and stop it
+with SIGTERM (it shuts Serve and Ray down, so no process outlives it). Usage: ray_child.py DASHBOARD_PORT
+SERVE_PORT."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def main() -> None:
         address="local",
         num_cpus=8,
         num_gpus=8,
-        resources={"accelerator_type:H100": 8},
+        resources={"accelerator_type:H100": 8, "accelerator_type:L4": 8},
         include_dashboard=True,
         dashboard_host="127.0.0.1",
         dashboard_port=dashboard_port,

@@ -1,5 +1,6 @@
-"""A trivial Serve application for the integration tests: one deployment named `chat` that answers every request.
-Imported by the Serve controller from the rendered config's `import_path` (`tests.integration.serve_app:app`)."""
+"""Trivial Serve applications for the integration tests, one deployment each, named as the rendered config names
+them (`chat`, `tiny`, `tp`), answering every request. The Serve controller imports them from the rendered config's
+`import_path` (`tests.integration.serve_app:app`, `:tiny_app`, `:tp_app`)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,19 @@ class Chat:
 
 
 app = Chat.bind()
+
+
+@serve.deployment(name="tiny")
+class Tiny:
+    async def __call__(self, request: object) -> str:
+        return "ok"
+
+
+@serve.deployment(name="tp")
+class TensorParallel:
+    async def __call__(self, request: object) -> str:
+        return "ok"
+
+
+tiny_app = Tiny.bind()
+tp_app = TensorParallel.bind()

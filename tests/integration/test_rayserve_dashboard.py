@@ -1,6 +1,8 @@
 """The Ray Serve actuator and inventory (adapters/rayserve/dashboard.py) against a real local Ray with 8 logical
 GPUs (tests/integration/ray_child.py, one cluster for this module, stopped by PID): the rendered config deploys,
-and the actuator scales it 1 -> 4 -> 2 through the external scale API, keeping the replicas that run."""
+and the actuator scales it 1 -> 4 -> 2 through the external scale API, keeping the replicas that run; 0.25-GPU
+replicas and 2-GPU STRICT_PACK gangs run; a replica that finds no GPU left stays pending, and the inventory says
+so (starting, not ready)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from autoscaler.config import WorkloadRef
 from autoscaler.errors import NotFound, PermanentError
 from autoscaler.perf import load_profile_book
 from autoscaler.ports import ScaleRequest
-from autoscaler.shapes import parse_shape
+from autoscaler.shapes import Shape, parse_shape
 from tests.integration.prometheus_server import free_port
 from tests.unit.conftest import compile_dict, scenario_dict
 
@@ -123,3 +125,67 @@ def test_the_rendered_config_deploys_and_the_actuator_scales_it(dashboard: str, 
             fleet.set_replicas(refused)
     finally:
         fleet.close()
+
+
+def mixed() -> CompiledScenario:
+    catalog = load_catalog()
+    pools = [
+        {"name": "h100", "gpu_type": "H100-80GB", "gpus_per_node": 8, "max_nodes": 1},
+        {"name": "l4", "gpu_type": "L4", "gpus_per_node": 8, "max_nodes": 1, "gpu_price_usd_per_h": 0.8,
+         "fractional_allowed": True},
+    ]  # fmt: skip
+    slo = {"ttft_p95_s": 2.0, "tpot_p95_s": 0.2}
+    services = [
+        {"name": "tiny", "model": "Llama-3.2-1B", "slo": slo, "min_replicas": 2, "allowed_shapes": ["0.25xL4"]},
+        {"name": "tp", "model": "Llama-3.1-70B", "precision": "fp8", "slo": slo, "min_replicas": 2,
+         "allowed_shapes": ["2xH100-80GB"]},
+        {"name": "chat", "model": "Llama-3.1-8B", "slo": slo, "min_replicas": 1, "allowed_shapes": ["H100-80GB"]},
+    ]  # fmt: skip
+    return compile_dict(
+        {"name": "mixed", "fleet": {"pools": pools}, "services": services}, catalog, load_profile_book(catalog)
+    )
+
+
+def test_shares_gangs_and_replicas_pending_for_gpus(dashboard: str) -> None:
+    config = mixed()
+    paths = {"tiny": "tests.integration.serve_app:tiny_app", "tp": "tests.integration.serve_app:tp_app",
+             "chat": "tests.integration.serve_app:app"}  # fmt: skip
+    rendered = serve_config(config, paths)
+    deployed = httpx.put(f"{dashboard}/api/serve/applications/", json=rendered, timeout=60)
+    assert deployed.status_code == 200, deployed.text
+    fleet = RayServeDashboard(config, dashboard)
+    tiny, tp = parse_shape("0.25xL4"), parse_shape("2xH100-80GB")
+    try:
+        # chat keeps the count the external scaler gave it (counts survive a `serve deploy`): 1 alone, 2 after the
+        # test above. Start from 2 either way.
+        fleet.set_replicas(ScaleRequest("chat", H100, 2, None, "d-5"))
+        assert converge(fleet, {("tiny", tiny): 2, ("tp", tp): 2, ("chat", H100): 2})
+        # 2 x 0.25 GPU + 2 x a 2-GPU STRICT_PACK placement group + 2 GPUs: 6.5 of 8 logical GPUs. Two more whole
+        # GPUs do not fit in the 1.5 left: one starts, the other waits for a GPU (pending).
+        fleet.set_replicas(ScaleRequest("chat", H100, 4, None, "d-6"))
+        deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+        seen = None
+        while time.monotonic() < deadline:
+            seen = fleet.snapshot(datetime.now(UTC)).replicas["chat"][H100]
+            if seen.ready == 3 and seen.starting == 1:
+                break
+            time.sleep(0.5)
+        assert seen is not None and (seen.ready, seen.starting, seen.spec) == (3, 1, 4), seen
+        time.sleep(3)
+        still = fleet.snapshot(datetime.now(UTC)).replicas["chat"][H100]
+        assert (still.ready, still.starting) == (3, 1)  # it stays pending: no GPU frees up
+    finally:
+        fleet.close()
+
+
+def converge(fleet: RayServeDashboard, wanted: dict[tuple[str, Shape], int]) -> bool:
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        replicas = fleet.snapshot(datetime.now(UTC)).replicas
+        if all(
+            (r := replicas.get(service, {}).get(shape)) is not None and r.ready == n and r.starting == 0
+            for (service, shape), n in wanted.items()
+        ):
+            return True
+        time.sleep(0.5)
+    raise AssertionError(f"not converged to {wanted}: {fleet.snapshot(datetime.now(UTC)).replicas}")
