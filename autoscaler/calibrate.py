@@ -11,7 +11,6 @@ anchor: MIG and fractional shapes are derived from their GPU's (calibrate the wh
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,11 +73,12 @@ def calibrate(
 
 def mean_mix(tokens: Sequence[tuple[float | None, float | None, float]], default: TokenMix) -> TokenMix:
     """The request-weighted token mix of (input tokens/s, output tokens/s, requests/s) steps; `default` without any."""
-    requests = sum(r for i, o, r in tokens if i is not None and o is not None and r > 0)
+    known = [(i, o, r) for i, o, r in tokens if i is not None and o is not None and r > 0]
+    requests = sum(r for _, _, r in known)
     if requests <= 0:
         return default
-    tokens_in = sum(i for i, o, r in tokens if i is not None and o is not None and r > 0)
-    tokens_out = sum(o for i, o, r in tokens if i is not None and o is not None and r > 0)
+    tokens_in = sum(i for i, _, _ in known if i is not None)
+    tokens_out = sum(o for _, o, _ in known if o is not None)
     return TokenMix(tokens_in / requests, max(tokens_out / requests, 1.0)).bucketed()
 
 
@@ -135,10 +135,10 @@ def describe(calibration: Calibration, service: str, shape: str) -> str:
             f"{service} on {shape}: no evidence in {calibration.steps} steps (too few requests in the window, a fleet "
             "that kept changing, or no latency histograms): the profile stands, capacity x1.00"
         )
-    slow = math.exp(max(c.log_ttft_ratio, c.log_tpot_ratio))
     return (
         f"{c.sentence(service, shape)}\n"
-        f"slowdown against the profile: TTFT {c.ttft_ratio:.3f}, TPOT {c.tpot_ratio:.3f} (capacity uses {slow:.3f}); "
+        f"slowdown against the profile: TTFT {c.ttft_ratio:.3f}, TPOT {c.tpot_ratio:.3f} "
+        f"(capacity uses {c.slowdown:.3f}); "
         f"{calibration.evidence_steps} of {calibration.steps} steps with evidence, about "
         f"{calibration.requests:,.0f} requests"
     )

@@ -98,12 +98,11 @@ def update_correction(
     since_s = current.replicas_since_s
     if since_s is None or replicas != current.replicas:
         since_s = now_s
-    settled = now_s - since_s >= window_s
-    evidence = _evidence(telemetry, replicas, profile, mix, routing, window_s, policy.min_requests) if settled else None
-    if not settled:  # the fleet changed within the window: wait for evidence of one fleet, learning nothing
+    evidence = None
+    if now_s - since_s < window_s:  # the fleet changed within the window: wait for evidence of one fleet
         log_ttft, log_tpot = current.log_ttft_ratio, current.log_tpot_ratio
         evidence = current.evidence
-    elif evidence is None:
+    elif (evidence := _evidence(telemetry, replicas, profile, mix, routing, window_s, policy.min_requests)) is None:
         decay = 2.0 ** (-tick_s / policy.decay_half_life_s)
         log_ttft, log_tpot = current.log_ttft_ratio * decay, current.log_tpot_ratio * decay
     else:
@@ -119,12 +118,8 @@ def update_correction(
         log_tpot = _step(current.log_tpot_ratio, tpot, weight, max_step)
     if abs(log_ttft) < 1e-4 and abs(log_tpot) < 1e-4:
         log_ttft = log_tpot = 0.0
-    slowdown = math.exp(max(log_ttft, log_tpot))
-    factor = capacity_factor(profile, slo, mix, max(replicas, 1), routing, slowdown) if slowdown != 1.0 else 1.0
-    factor = max(policy.min_factor, min(policy.max_factor, factor))
-    return replace(
+    updated = replace(
         current,
-        factor=factor,
         log_ttft_ratio=log_ttft,
         log_tpot_ratio=log_tpot,
         updated_s=now_s,
@@ -132,6 +127,9 @@ def update_correction(
         replicas=replicas,
         replicas_since_s=since_s,
     )
+    slowdown = updated.slowdown
+    factor = capacity_factor(profile, slo, mix, max(replicas, 1), routing, slowdown) if slowdown != 1.0 else 1.0
+    return replace(updated, factor=max(policy.min_factor, min(policy.max_factor, factor)))
 
 
 def _evidence(

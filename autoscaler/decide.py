@@ -306,8 +306,8 @@ def _size(work: _Work, config: CompiledScenario) -> None:
     chosen = sizing.chosen
     message = sizing.message
     correction = work.corrections.get(chosen.shape) if chosen is not None else None
-    if correction is not None and (correction.factor != 1.0 or correction.evidence is not None):
-        message += f" ({correction.sentence(work.service.name, str(chosen.shape if chosen else ''))})"
+    if chosen is not None and correction is not None and (correction.factor != 1.0 or correction.evidence is not None):
+        message += f" ({correction.sentence(work.service.name, str(chosen.shape))})"
     work.trace.append(
         StageTrace(
             Stage.SIZE,

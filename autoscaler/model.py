@@ -335,11 +335,18 @@ class CapacityCorrection:
     def tpot_ratio(self) -> float:
         return math.exp(self.log_tpot_ratio)
 
+    @property
+    def slowdown(self) -> float:
+        """The slowdown capacity is corrected by: the slower of TTFT's and TPOT's."""
+        return math.exp(max(self.log_ttft_ratio, self.log_tpot_ratio))
+
     def sentence(self, service: str, shape: str) -> str:
         """`chat on H100-80GB: capacity x0.82, observed p95 TTFT 0.61 s at 9.8 req/s per replica where the profile
         predicts 0.47 s`."""
-        slowdown = math.exp(max(self.log_ttft_ratio, self.log_tpot_ratio))
-        head = f"{service} on {shape}: capacity x{self.factor:.2f} (replicas {slowdown:.2f}x the profile's step times)"
+        head = (
+            f"{service} on {shape}: capacity x{self.factor:.2f} (replicas {self.slowdown:.2f}x the profile's step "
+            "times)"
+        )
         e = self.evidence
         if e is None:
             return head + " (no recent evidence: decaying toward the profile)"

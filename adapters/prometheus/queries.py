@@ -38,14 +38,10 @@ from autoscaler.config import (
 S = MetricSignal
 
 
-def _quantile(q: float, bucket: str) -> str:
-    return f"histogram_quantile({q}, sum by (le) (rate({bucket}{{$selector}}[$window])))"
-
-
-def _quantile_of_either(q: float, new: str, old: str) -> str:
-    return (
-        f"histogram_quantile({q}, sum by (le) (rate({new}{{$selector}}[$window]) or rate({old}{{$selector}}[$window])))"
-    )
+def _quantile(q: float, *buckets: str) -> str:
+    """The q-quantile of a histogram, read under each of its names in turn (`new or old`, module docstring)."""
+    rates = " or ".join(f"rate({bucket}{{$selector}}[$window])" for bucket in buckets)
+    return f"histogram_quantile({q}, sum by (le) ({rates}))"
 
 
 def _live(function: str, metric: str) -> str:
@@ -71,10 +67,10 @@ VLLM: Mapping[MetricSignal, str] = {
     S.TTFT_P50_S: _quantile(0.5, "vllm:time_to_first_token_seconds_bucket"),
     S.TTFT_P95_S: _quantile(0.95, "vllm:time_to_first_token_seconds_bucket"),
     # inter_token_latency_seconds replaced time_per_output_token_seconds (deprecated in 0.11, removed in 0.13).
-    S.TPOT_P50_S: _quantile_of_either(
+    S.TPOT_P50_S: _quantile(
         0.5, "vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket"
     ),
-    S.TPOT_P95_S: _quantile_of_either(
+    S.TPOT_P95_S: _quantile(
         0.95, "vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket"
     ),
     S.REPLICAS: "count(vllm:num_requests_running{$selector})",
@@ -90,10 +86,10 @@ SGLANG: Mapping[MetricSignal, str] = {
     S.KV_CACHE_USAGE: "avg(sglang:token_usage{$selector})",
     S.TTFT_P50_S: _quantile(0.5, "sglang:time_to_first_token_seconds_bucket"),
     S.TTFT_P95_S: _quantile(0.95, "sglang:time_to_first_token_seconds_bucket"),
-    S.TPOT_P50_S: _quantile_of_either(
+    S.TPOT_P50_S: _quantile(
         0.5, "sglang:inter_token_latency_seconds_bucket", "sglang:time_per_output_token_seconds_bucket"
     ),
-    S.TPOT_P95_S: _quantile_of_either(
+    S.TPOT_P95_S: _quantile(
         0.95, "sglang:inter_token_latency_seconds_bucket", "sglang:time_per_output_token_seconds_bucket"
     ),
     S.REPLICAS: "count(sglang:num_running_reqs{$selector})",

@@ -104,7 +104,7 @@ class PrometheusMetricsSource:
             retry=retry,
             timeout=timeout_s,  # type: ignore[arg-type]
         )
-        self._counters: dict[tuple[str, str], CounterTotal] = {}
+        self._counters: dict[str, CounterTotal] = {}  # per service
         self._queries: dict[tuple[str, str], ServiceQueries] = {}
 
     def close(self) -> None:
@@ -122,11 +122,30 @@ class PrometheusMetricsSource:
             raise error_from_exception(exc, query=query, url=self.url, timeout_s=self.timeout_s) from exc
         return parse_vector(result, query)
 
-    def _range(self, query: str, start: datetime, end: datetime, step_s: float) -> Any:
+    def _instant_or_problem(self, query: str, now: datetime) -> tuple[tuple[Series, ...], str]:
+        """The series of a query, or none and the reason when it fails for this service alone (invalid, not
+        executable). A transient failure propagates: Prometheus is down for everyone."""
         try:
-            return self._client.custom_query_range(query, start, end, f"{step_s:g}s")
+            return self._instant(query, now), ""
+        except TransientError:
+            raise
+        except AutoscalerError as exc:
+            return (), str(exc)
+
+    def _range_points(
+        self, query: str, start: datetime, end: datetime, step_s: float
+    ) -> tuple[tuple[float, float], ...]:
+        """The points of a range query that must answer one series (none when it answers nothing)."""
+        try:
+            result = self._client.custom_query_range(query, start, end, f"{step_s:g}s")
         except Exception as exc:  # as in _instant
             raise error_from_exception(exc, query=query, url=self.url, timeout_s=self.timeout_s) from exc
+        matrix = parse_matrix(result, query)
+        if len(matrix) > 1:
+            raise DataQualityError(
+                f"query {query!r} returned {len(matrix)} series over the range where one is expected"
+            )
+        return matrix[0].points if matrix else ()
 
     # ── MetricsSource ───────────────────────────────────────────────────────────────────────────────────────────
 
@@ -154,22 +173,15 @@ class PrometheusMetricsSource:
     def _reading(self, query: str, now: datetime) -> Reading:
         """One signal; a query that fails for this service alone (invalid, not executable) is a missing value with
         the reason. A transient failure propagates: Prometheus is down for everyone."""
-        try:
-            series = self._instant(query, now)
-        except TransientError:
-            raise
-        except AutoscalerError as exc:
-            return Reading.missing(str(exc))
+        series, problem = self._instant_or_problem(query, now)
+        if problem:
+            return Reading.missing(problem)
         return single_value(series, query=query, now_s=now.timestamp(), max_age_s=self.max_age_s)
 
     def _observe_service(self, service: Service, now: datetime) -> ServiceMetrics:
         queries = self._queries_of(service)
-        try:
-            fresh = newest_sample(self._instant(queries.freshness, now), query=queries.freshness)
-        except TransientError:
-            raise
-        except AutoscalerError as exc:
-            fresh = Reading.missing(str(exc))
+        series, problem = self._instant_or_problem(queries.freshness, now)
+        fresh = Reading.missing(problem) if problem else newest_sample(series, query=queries.freshness)
         if fresh.value is None:
             return ServiceMetrics(now, None, problem=fresh.problem)
         sampled_at = datetime.fromtimestamp(min(fresh.value, now.timestamp()), UTC)
@@ -187,7 +199,7 @@ class PrometheusMetricsSource:
             rate.value,
             input_tokens_per_s=self._optional(queries, S.INPUT_TOKENS_PER_S, now),
             output_tokens_per_s=self._optional(queries, S.OUTPUT_TOKENS_PER_S, now),
-            requests_total=self._requests_total(service, queries, now),
+            requests_total=self._requests_total(service.name, queries, now),
             telemetry=telemetry,
             shapes=shapes,
             problem=rate.problem,
@@ -211,32 +223,18 @@ class PrometheusMetricsSource:
             replicas=None if replicas is None else round(replicas),
         )
 
-    def _requests_total(self, service: Service, queries: ServiceQueries, now: datetime) -> float | None:
-        try:
-            series = self._instant(queries.counter, now)
-        except TransientError:
-            raise
-        except AutoscalerError:
+    def _requests_total(self, service: str, queries: ServiceQueries, now: datetime) -> float | None:
+        series, problem = self._instant_or_problem(queries.counter, now)
+        if problem or not series:
             return None
-        if not series:
-            return None
-        key = (service.name, "")
-        advanced, problem = self._counters.get(key, CounterTotal()).advance(series, now.timestamp())
+        advanced, problem = self._counters.get(service, CounterTotal()).advance(series, now.timestamp())
         if problem:
             return None
-        self._counters[key] = advanced
+        self._counters[service] = advanced
         return advanced.total
 
     def history(self, service: Service, start: datetime, end: datetime, step_s: float) -> Sequence[RateSample]:
-        query = self._queries_of(service).signals[S.REQUEST_RPS]
-        matrix = parse_matrix(self._range(query, start, end, step_s), query)
-        if not matrix:
-            return []
-        if len(matrix) > 1:
-            raise DataQualityError(
-                f"query {query!r} returned {len(matrix)} series over the range where one is expected"
-            )
-        points = matrix[0].points
+        points = self._range_points(self._queries_of(service).signals[S.REQUEST_RPS], start, end, step_s)
         # The first window of a series rests on part of a window (its first samples), and rate() reads low there: a
         # forecaster refilled with it would see a ramp that never was, and a trend in it.
         settled_s = points[0][0] + service.metrics.rate_window_s if points else 0.0
@@ -259,10 +257,8 @@ class PrometheusMetricsSource:
             query = queries.signals.get(signal)
             if query is None:
                 continue
-            matrix = parse_matrix(self._range(query, start, end, step_s), query)
-            if len(matrix) > 1:
-                raise DataQualityError(f"query {query!r} returned {len(matrix)} series where one is expected")
-            series[signal] = {t: v for t, v in matrix[0].points if not usable(v, what=signal)} if matrix else {}
+            points = self._range_points(query, start, end, step_s)
+            series[signal] = {t: v for t, v in points if not usable(v, what=signal)}
         out = []
         for at_s, rps in sorted(series.get(S.REQUEST_RPS, {}).items()):
 

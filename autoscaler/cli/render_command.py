@@ -6,7 +6,7 @@ rules`) instead. `render rayserve` writes the Serve config `serve deploy` reads 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -17,21 +17,11 @@ from autoscaler.cli.common import compile_file, fail, out
 from autoscaler.cli.replay_commands import ScenarioOption
 from autoscaler.errors import ConfigError
 
+OutputOption = Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")]
 
-def render_alerts(
-    scenario_file: ScenarioOption,
-    namespace: Annotated[str, typer.Option(help="Namespace of the PrometheusRule.")] = "monitoring",
-    name: Annotated[str | None, typer.Option(help="Its name; default fleetscale-<scenario>-slos.")] = None,
-    rules_only: Annotated[
-        bool, typer.Option("--rules-only", help="Write a plain Prometheus rule file, not a PrometheusRule.")
-    ] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
-) -> None:
-    """Burn-rate alerts for the scenario's latency and GPU efficiency SLOs."""
-    scenario = compile_file(scenario_file).scenario
-    selectors = {s.name: service_selector(s) for s in scenario.services}
-    rule = prometheus_rule(scenario, selectors, name=name, namespace=namespace)
-    document = {"groups": rule["spec"]["groups"]} if rules_only else rule
+
+def _write_yaml(document: Any, output: Path | None) -> None:
+    """`document` as YAML on stdout, or in `output`."""
     text = yaml.safe_dump(document, sort_keys=False, width=1000)
     if output is None:
         out.print(text, markup=False, end="")
@@ -40,6 +30,22 @@ def render_alerts(
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise fail(f"--output {output}: {exc.strerror or exc}") from None
+
+
+def render_alerts(
+    scenario_file: ScenarioOption,
+    namespace: Annotated[str, typer.Option(help="Namespace of the PrometheusRule.")] = "monitoring",
+    name: Annotated[str | None, typer.Option(help="Its name; default fleetscale-<scenario>-slos.")] = None,
+    rules_only: Annotated[
+        bool, typer.Option("--rules-only", help="Write a plain Prometheus rule file, not a PrometheusRule.")
+    ] = False,
+    output: OutputOption = None,
+) -> None:
+    """Burn-rate alerts for the scenario's latency and GPU efficiency SLOs."""
+    scenario = compile_file(scenario_file).scenario
+    selectors = {s.name: service_selector(s) for s in scenario.services}
+    rule = prometheus_rule(scenario, selectors, name=name, namespace=namespace)
+    _write_yaml({"groups": rule["spec"]["groups"]} if rules_only else rule, output)
 
 
 def render_rayserve(
@@ -51,7 +57,7 @@ def render_rayserve(
             "(repeat for several)."
         ),
     ],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    output: OutputOption = None,
 ) -> None:
     """The Ray Serve config (applications and deployments) of the scenario's services, scaled by fleetscale."""
     from adapters.rayserve.render import serve_config  # the composition root wires the adapter
@@ -67,11 +73,4 @@ def render_rayserve(
         config = serve_config(compiled, paths)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    text = yaml.safe_dump(config, sort_keys=False, width=1000)
-    if output is None:
-        out.print(text, markup=False, end="")
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise fail(f"--output {output}: {exc.strerror or exc}") from None
+    _write_yaml(config, output)

@@ -12,14 +12,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from autoscaler.capacity import LatencySlo, TokenMix, predict_latency
+from autoscaler.capacity import LatencySlo, TokenMix
 from autoscaler.catalog import load_catalog
 from autoscaler.cli import app
 from autoscaler.correction import capacity_factor
 from autoscaler.perf import parse_model_facts
 from autoscaler.testing import FakeFleet
 from tests.integration.prometheus_server import PrometheusServer, StaticExporter
-from tests.integration.test_prometheus_loop import H100, VllmExporter, scenario
+from tests.integration.test_prometheus_loop import H100, VllmExporter, scenario, slower_replicas
 from tests.unit.conftest import scenario_dict
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,13 +48,9 @@ def test_calibrate_prints_the_correction_and_writes_a_measured_profile(tmp_path:
     profile = candidate.profile
     mix = TokenMix(service.mean_input_tokens, service.mean_output_tokens)
 
-    def slow_replicas(per_replica_rps: float, replicas: int) -> tuple[float, float]:
-        p = predict_latency(profile, per_replica_rps * SLOWDOWN, mix, 0.95, replicas, service.routing)
-        return p.ttft_s * SLOWDOWN, p.tpot_s * SLOWDOWN
-
     fleet = FakeFleet()
     fleet.seed("chat", H100, REPLICAS)
-    model = VllmExporter("chat", lambda: REPLICAS, slow_replicas)
+    model = VllmExporter("chat", lambda: REPLICAS, slower_replicas(profile, service, SLOWDOWN))
     model.rate_rps = RPS
     truth = capacity_factor(
         profile, LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s), mix, REPLICAS, service.routing, SLOWDOWN

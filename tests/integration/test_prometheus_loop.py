@@ -25,11 +25,12 @@ from autoscaler.capacity import LatencySlo, TokenMix, predict_latency
 from autoscaler.catalog import load_catalog
 from autoscaler.clock import SystemClock
 from autoscaler.compiled import CompiledScenario
+from autoscaler.config import Service
 from autoscaler.correction import capacity_factor
 from autoscaler.forecasters import ForecastSettings
 from autoscaler.loop import ControlLoop, TickReport
 from autoscaler.model import Reason
-from autoscaler.perf import load_profile_book
+from autoscaler.perf import ReplicaProfile, load_profile_book
 from autoscaler.shapes import parse_shape
 from autoscaler.sizing import evaluate
 from autoscaler.testing import FakeFleet
@@ -42,6 +43,7 @@ H100 = parse_shape("H100-80GB")
 TICK_S = 2.0
 LOW_RPS = 5.0
 HIGH_RPS = 120.0
+SLOWDOWN = 1.3  # the correction test's replicas: every step 1.3 x the profile's
 PHASE_TIMEOUT_S = 40.0  # a phase's deadline: it bounds a failure; a pass takes a few ticks
 
 
@@ -157,6 +159,22 @@ def corrected() -> CompiledScenario:
     return scenario({"min_requests": 50, "half_life_s": 3, "max_step_ratio": 1.25})
 
 
+def slower_replicas(
+    profile: ReplicaProfile, service: Service, slowdown: float = SLOWDOWN
+) -> Callable[[float, int], tuple[float, float]]:
+    """The exporter's latency of replicas whose every step takes `slowdown` x the profile's: the model's p95 TTFT and
+    TPOT at `slowdown` x the load, `slowdown` x longer (as bad as the buckets go where the model is overloaded)."""
+    mix = TokenMix(service.mean_input_tokens, service.mean_output_tokens)
+
+    def latency(per_replica_rps: float, replicas: int) -> tuple[float, float]:
+        p = predict_latency(profile, per_replica_rps * slowdown, mix, 0.95, replicas, service.routing)
+        if not p.stable:
+            return 60.0, 1.0
+        return p.ttft_s * slowdown, p.tpot_s * slowdown
+
+    return latency
+
+
 def live_loop(config: CompiledScenario, source: PrometheusMetricsSource, fleet: FakeFleet, run_id: str) -> ControlLoop:
     """The loop on the real clock over Prometheus and the fake fleet, its burst envelope shortened to seconds (its
     default memory is 30 minutes) so that a test of a minute sees the load come and go."""
@@ -256,7 +274,6 @@ def test_the_loop_follows_the_load_and_holds_while_prometheus_is_down(chat: Comp
             loop.close()
 
 
-SLOWDOWN = 1.3
 CORRECTION_RPS = 60.0
 
 
@@ -271,16 +288,9 @@ def test_latencies_30_percent_over_the_profile_correct_capacity_and_raise_the_ta
     slo = LatencySlo(service.slo.ttft_p95_s, service.slo.tpot_p95_s, service.slo.quantile)
     mix = TokenMix(service.mean_input_tokens, service.mean_output_tokens)
 
-    def slow_replicas(per_replica_rps: float, replicas: int) -> tuple[float, float]:
-        # Replicas whose every step takes 1.3 x the profile's: the model's latency at 1.3 x the load, 1.3 x longer.
-        p = predict_latency(profile, per_replica_rps * SLOWDOWN, mix, 0.95, replicas, service.routing)
-        if not p.stable:
-            return 60.0, 1.0  # overloaded: as bad as the buckets go
-        return p.ttft_s * SLOWDOWN, p.tpot_s * SLOWDOWN
-
     fleet = FakeFleet()
     fleet.seed("chat", H100, replicas_for(corrected, CORRECTION_RPS))
-    model = VllmExporter("chat", lambda: fleet.replicas("chat").get(H100, 0), slow_replicas)
+    model = VllmExporter("chat", lambda: fleet.replicas("chat").get(H100, 0), slower_replicas(profile, service))
     model.rate_rps = CORRECTION_RPS
     with (
         StaticExporter(model.render) as exporter,
